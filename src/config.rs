@@ -1,0 +1,213 @@
+//! The worker's settings, read once per request from a lookup function: the shell passes
+//! the Worker's env, tests pass a map. Every problem is collected and reported together,
+//! by setting name; no value of a secret is ever part of a message.
+
+use crate::route::{origin_label, Routes, DEFAULT_ROUTES};
+use crate::signature::{SecretProblem, SigningSecret};
+
+pub const DEFAULT_TOLERANCE_SECONDS: i64 = 300;
+pub const DEFAULT_MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
+pub const DEFAULT_KV_TTL_SECONDS: u64 = 30 * 24 * 60 * 60;
+/// Cloudflare KV refuses an `expirationTtl` below 60 seconds.
+const MIN_KV_TTL_SECONDS: u64 = 60;
+
+/// Names of the settings, as they appear in `wrangler.toml`, `.dev.vars` and the docs.
+pub mod names {
+    pub const WEBHOOK_SECRET: &str = "STRIPE_WEBHOOK_SECRET";
+    pub const TOLERANCE_SECONDS: &str = "STRIPE_TOLERANCE_SECONDS";
+    pub const ROUTES: &str = "ROUTES";
+    pub const ORIGIN_URL: &str = "ORIGIN_URL";
+    pub const FORWARD_SIGNING_SECRET: &str = "FORWARD_SIGNING_SECRET";
+    pub const KV_TTL_SECONDS: &str = "KV_TTL_SECONDS";
+    pub const MAX_BODY_BYTES: &str = "MAX_BODY_BYTES";
+    /// Every setting the worker reads, for the shell to look up.
+    pub const ALL: [&str; 7] = [
+        WEBHOOK_SECRET,
+        TOLERANCE_SECONDS,
+        ROUTES,
+        ORIGIN_URL,
+        FORWARD_SIGNING_SECRET,
+        KV_TTL_SECONDS,
+        MAX_BODY_BYTES,
+    ];
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Empty when `STRIPE_WEBHOOK_SECRET` is unset: deliveries then get a 500.
+    pub secrets: Vec<SigningSecret>,
+    pub secret_problems: Vec<SecretProblem>,
+    pub tolerance_seconds: i64,
+    pub max_body_bytes: usize,
+    pub kv_ttl_seconds: u64,
+    pub origin_url: Option<String>,
+    pub forward_secret: Option<SigningSecret>,
+    pub routes: Routes,
+    /// Things worth knowing that do not stop the worker, e.g. a skipped `origin`.
+    pub notes: Vec<String>,
+}
+
+impl Config {
+    /// Builds the configuration from `lookup`, which returns a setting's value or `None`.
+    /// Empty values count as unset.
+    ///
+    /// Fails with every problem found, each naming its setting.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, Vec<String>> {
+        let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
+        let mut problems = Vec::new();
+
+        let (secrets, secret_problems) = match get(names::WEBHOOK_SECRET) {
+            Some(raw) => SigningSecret::parse_list(&raw),
+            None => (Vec::new(), Vec::new()),
+        };
+        let tolerance_seconds = number(
+            &get,
+            names::TOLERANCE_SECONDS,
+            DEFAULT_TOLERANCE_SECONDS,
+            0,
+            &mut problems,
+        );
+        let max_body_bytes = number(
+            &get,
+            names::MAX_BODY_BYTES,
+            DEFAULT_MAX_BODY_BYTES,
+            1,
+            &mut problems,
+        );
+        let kv_ttl_seconds = number(
+            &get,
+            names::KV_TTL_SECONDS,
+            DEFAULT_KV_TTL_SECONDS,
+            MIN_KV_TTL_SECONDS,
+            &mut problems,
+        );
+
+        let origin_url = get(names::ORIGIN_URL).map(|url| url.trim().to_owned());
+        if let Some(url) = &origin_url {
+            if let Err(problem) = origin_label(url) {
+                problems.push(format!("{}: {problem}", names::ORIGIN_URL));
+            }
+        }
+        let forward_secret = get(names::FORWARD_SIGNING_SECRET).map(|raw| SigningSecret::new(&raw));
+
+        let routes_json = get(names::ROUTES).unwrap_or_else(|| DEFAULT_ROUTES.to_owned());
+        let (routes, notes) = match Routes::parse(&routes_json, origin_url.as_deref()) {
+            Ok(parsed) => parsed,
+            Err(route_problems) => {
+                problems.extend(
+                    route_problems
+                        .into_iter()
+                        .map(|p| format!("{}: {p}", names::ROUTES)),
+                );
+                (Routes::default(), Vec::new())
+            }
+        };
+
+        if !problems.is_empty() {
+            return Err(problems);
+        }
+        Ok(Config {
+            secrets,
+            secret_problems,
+            tolerance_seconds,
+            max_body_bytes,
+            kv_ttl_seconds,
+            origin_url,
+            forward_secret,
+            routes,
+            notes,
+        })
+    }
+}
+
+/// Reads a whole-number setting, falling back to `default` when unset and recording a
+/// problem when it is not a number of at least `min`.
+fn number<T>(
+    get: &impl Fn(&str) -> Option<String>,
+    name: &str,
+    default: T,
+    min: T,
+    problems: &mut Vec<String>,
+) -> T
+where
+    T: std::str::FromStr + PartialOrd + std::fmt::Display + Copy,
+{
+    let Some(raw) = get(name) else {
+        return default;
+    };
+    match raw.trim().parse::<T>() {
+        Ok(value) if value >= min => value,
+        _ => {
+            problems.push(format!("{name}: expected a whole number of at least {min}"));
+            default
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn config(pairs: &[(&str, &str)]) -> Result<Config, Vec<String>> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_lookup(|name| map.get(name).cloned())
+    }
+
+    #[test]
+    fn defaults() {
+        let config = config(&[]).expect("defaults are valid");
+        assert!(config.secrets.is_empty());
+        assert_eq!(config.tolerance_seconds, 300);
+        assert_eq!(config.max_body_bytes, 2 * 1024 * 1024);
+        assert_eq!(config.kv_ttl_seconds, 2_592_000);
+        assert_eq!(config.routes.rules.len(), 1);
+        assert_eq!(config.notes.len(), 1, "origin skipped without ORIGIN_URL");
+    }
+
+    #[test]
+    fn every_problem_is_reported_by_name_without_values() {
+        let problems = config(&[
+            ("STRIPE_TOLERANCE_SECONDS", "-1"),
+            ("MAX_BODY_BYTES", "lots"),
+            ("KV_TTL_SECONDS", "10"),
+            ("ORIGIN_URL", "ftp://secret-host/"),
+            ("ROUTES", "not json"),
+            ("STRIPE_WEBHOOK_SECRET", "whsec_do_not_print"),
+        ])
+        .expect_err("invalid");
+        assert_eq!(problems.len(), 5, "{problems:?}");
+        for (problem, name) in problems.iter().zip([
+            "STRIPE_TOLERANCE_SECONDS",
+            "MAX_BODY_BYTES",
+            "KV_TTL_SECONDS",
+            "ORIGIN_URL",
+            "ROUTES",
+        ]) {
+            assert!(problem.starts_with(name), "{problem}");
+        }
+        assert!(!problems.join(" ").contains("whsec_do_not_print"));
+    }
+
+    #[test]
+    fn values_are_read() {
+        let config = config(&[
+            ("STRIPE_WEBHOOK_SECRET", "whsec_a, whsec_b\n"),
+            ("STRIPE_TOLERANCE_SECONDS", "60"),
+            ("ORIGIN_URL", " http://127.0.0.1:9/x "),
+            ("FORWARD_SIGNING_SECRET", "fwd"),
+            ("ROUTES", r#"[{"events":["invoice.*"],"to":["origin"]}]"#),
+            ("KV_TTL_SECONDS", ""),
+        ])
+        .expect("valid");
+        assert_eq!(config.secrets.len(), 2);
+        assert_eq!(config.tolerance_seconds, 60);
+        assert_eq!(config.origin_url.as_deref(), Some("http://127.0.0.1:9/x"));
+        assert!(config.forward_secret.is_some());
+        assert_eq!(config.kv_ttl_seconds, DEFAULT_KV_TTL_SECONDS);
+        assert!(config.notes.is_empty());
+    }
+}

@@ -1,0 +1,320 @@
+//! The last step of the pipeline: what the worker answers and what it logs. Every way a
+//! request can end is here, with its HTTP status, its stable error code and whether Stripe
+//! retrying the same delivery could succeed, decided in one match.
+
+use serde::Serialize;
+use serde_json::{json, Value};
+
+/// Every reason the worker does not answer a delivery with 2xx.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rejection {
+    /// A path the worker does not serve.
+    UnknownPath,
+    /// A method the path does not take; carries the `Allow` value.
+    MethodNotAllowed(&'static str),
+    /// The body is larger than `MAX_BODY_BYTES`.
+    PayloadTooLarge,
+    /// No `Stripe-Signature` header, or an empty one.
+    SignatureHeaderMissing,
+    /// A `Stripe-Signature` header that cannot be read: no `t`, a `t` that is not a plain
+    /// number, two different `t` values, or no `v1` element.
+    SignatureHeaderMalformed,
+    /// No `v1` matched any configured secret.
+    SignatureMismatch,
+    /// Signed, but longer ago than the tolerance.
+    TimestampTooOld,
+    /// Signed, but further in the future than the tolerance.
+    TimestampInFuture,
+    /// Signed, but not a Stripe event (not JSON, or missing the fields every event has).
+    NotAnEvent,
+    /// `STRIPE_WEBHOOK_SECRET` is not set.
+    SecretMissing,
+    /// The configuration cannot be used; the problems are logged by name.
+    ConfigInvalid,
+    /// At least one destination did not accept the event.
+    DeliveryFailed,
+}
+
+impl Rejection {
+    pub fn status(self) -> u16 {
+        match self {
+            Rejection::UnknownPath => 404,
+            Rejection::MethodNotAllowed(_) => 405,
+            Rejection::PayloadTooLarge => 413,
+            Rejection::SignatureHeaderMissing
+            | Rejection::SignatureHeaderMalformed
+            | Rejection::SignatureMismatch
+            | Rejection::TimestampTooOld
+            | Rejection::TimestampInFuture
+            | Rejection::NotAnEvent => 400,
+            Rejection::SecretMissing | Rejection::ConfigInvalid => 500,
+            Rejection::DeliveryFailed => 503,
+        }
+    }
+
+    /// The stable code in the response body and the log line. Users count rejections by
+    /// it, so a code never changes meaning once published.
+    pub fn code(self) -> &'static str {
+        match self {
+            Rejection::UnknownPath => "not_found",
+            Rejection::MethodNotAllowed(_) => "method_not_allowed",
+            Rejection::PayloadTooLarge => "payload_too_large",
+            Rejection::SignatureHeaderMissing => "signature_header_missing",
+            Rejection::SignatureHeaderMalformed => "signature_header_malformed",
+            Rejection::SignatureMismatch => "signature_mismatch",
+            Rejection::TimestampTooOld => "timestamp_too_old",
+            Rejection::TimestampInFuture => "timestamp_in_future",
+            Rejection::NotAnEvent => "not_a_stripe_event",
+            Rejection::SecretMissing => "secret_not_configured",
+            Rejection::ConfigInvalid => "config_invalid",
+            Rejection::DeliveryFailed => "delivery_failed",
+        }
+    }
+
+    /// Whether the same delivery, sent again unchanged, could succeed later. Stripe retries
+    /// every non-2xx answer regardless; this tells the operator which failures are theirs
+    /// to fix (a missing secret, a down origin) and which are the sender's.
+    pub fn retry_can_succeed(self) -> bool {
+        matches!(
+            self,
+            Rejection::SecretMissing | Rejection::ConfigInvalid | Rejection::DeliveryFailed
+        )
+    }
+
+    /// How loudly to log: the operator must act on 5xx, while 4xx is the sender's problem.
+    fn level(self) -> &'static str {
+        if self.status() >= 500 {
+            "error"
+        } else {
+            "warn"
+        }
+    }
+}
+
+/// What one destination did with the event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DestinationResult {
+    /// The destination's label: `kv`, `origin`, or `origin:<host>`.
+    pub destination: String,
+    pub ok: bool,
+    /// A short, payload-free reason when `ok` is false: `http_500`, `network`, `kv_write`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// How a request ended, with what the log line needs to say about it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// Every destination accepted the event.
+    Delivered {
+        event: EventRef,
+        results: Vec<DestinationResult>,
+    },
+    /// A valid event that no route matched.
+    Ignored { event: EventRef },
+    /// A delivery that could not be (fully) accepted.
+    Rejected {
+        reason: Rejection,
+        event: Option<EventRef>,
+        results: Vec<DestinationResult>,
+    },
+    /// `GET /health`.
+    Health(Value),
+}
+
+/// The parts of an event that are safe to log: never its payload.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct EventRef {
+    pub id: String,
+    pub event_type: String,
+    pub routes: Vec<String>,
+}
+
+impl Outcome {
+    /// A rejection before any event was read.
+    pub fn rejected(reason: Rejection) -> Self {
+        Outcome::Rejected {
+            reason,
+            event: None,
+            results: Vec::new(),
+        }
+    }
+
+    /// Folds per-destination results into delivered-or-503.
+    pub fn from_deliveries(event: EventRef, results: Vec<DestinationResult>) -> Self {
+        if results.iter().all(|r| r.ok) {
+            Outcome::Delivered { event, results }
+        } else {
+            Outcome::Rejected {
+                reason: Rejection::DeliveryFailed,
+                event: Some(event),
+                results,
+            }
+        }
+    }
+
+    pub fn status(&self) -> u16 {
+        match self {
+            Outcome::Delivered { .. } | Outcome::Ignored { .. } | Outcome::Health(_) => 200,
+            Outcome::Rejected { reason, .. } => reason.status(),
+        }
+    }
+
+    /// The `Allow` header value, for 405 answers.
+    pub fn allow(&self) -> Option<&'static str> {
+        match self {
+            Outcome::Rejected {
+                reason: Rejection::MethodNotAllowed(allow),
+                ..
+            } => Some(allow),
+            _ => None,
+        }
+    }
+
+    /// The small JSON body of the answer.
+    pub fn body(&self) -> Value {
+        match self {
+            Outcome::Delivered { event, results } => json!({
+                "received": true,
+                "id": event.id,
+                "delivered": results.iter().map(|r| r.destination.as_str()).collect::<Vec<_>>(),
+            }),
+            Outcome::Ignored { event } => json!({
+                "received": true,
+                "id": event.id,
+                "ignored": true,
+            }),
+            Outcome::Rejected { reason, event, .. } => match event {
+                Some(event) => json!({ "error": reason.code(), "id": event.id }),
+                None => json!({ "error": reason.code() }),
+            },
+            Outcome::Health(value) => value.clone(),
+        }
+    }
+
+    /// The one structured log line for this request. It names the event and what happened
+    /// to it; it never holds a secret, a signature header or any part of the payload.
+    pub fn log_line(&self, path: &str, duration_ms: u64) -> String {
+        let (level, outcome, code, event, results) = match self {
+            Outcome::Delivered { event, results } => {
+                ("info", "delivered", None, Some(event), results.as_slice())
+            }
+            Outcome::Ignored { event } => ("info", "ignored", None, Some(event), &[][..]),
+            Outcome::Rejected {
+                reason,
+                event,
+                results,
+            } => (
+                reason.level(),
+                "rejected",
+                Some(*reason),
+                event.as_ref(),
+                results.as_slice(),
+            ),
+            Outcome::Health(_) => ("info", "health", None, None, &[][..]),
+        };
+        let mut line = json!({
+            "level": level,
+            "msg": "stripe-edge request",
+            "path": path,
+            "outcome": outcome,
+            "status": self.status(),
+            "duration_ms": duration_ms,
+        });
+        if let Some(reason) = code {
+            line["code"] = json!(reason.code());
+            line["retry_can_succeed"] = json!(reason.retry_can_succeed());
+        }
+        if let Some(event) = event {
+            line["event_id"] = json!(event.id);
+            line["event_type"] = json!(event.event_type);
+            line["route"] = json!(event.routes);
+        }
+        if !results.is_empty() {
+            line["destinations"] = json!(results);
+        }
+        line.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event() -> EventRef {
+        EventRef {
+            id: "evt_1".into(),
+            event_type: "invoice.paid".into(),
+            routes: vec!["billing".into()],
+        }
+    }
+
+    fn result(destination: &str, ok: bool) -> DestinationResult {
+        DestinationResult {
+            destination: destination.into(),
+            ok,
+            error: (!ok).then(|| "http_500".into()),
+        }
+    }
+
+    #[test]
+    fn every_rejection_has_a_distinct_code_and_an_error_status() {
+        let all = [
+            Rejection::UnknownPath,
+            Rejection::MethodNotAllowed("POST"),
+            Rejection::PayloadTooLarge,
+            Rejection::SignatureHeaderMissing,
+            Rejection::SignatureHeaderMalformed,
+            Rejection::SignatureMismatch,
+            Rejection::TimestampTooOld,
+            Rejection::TimestampInFuture,
+            Rejection::NotAnEvent,
+            Rejection::SecretMissing,
+            Rejection::ConfigInvalid,
+            Rejection::DeliveryFailed,
+        ];
+        let mut codes: Vec<&str> = all.iter().map(|r| r.code()).collect();
+        codes.sort_unstable();
+        codes.dedup();
+        assert_eq!(codes.len(), all.len());
+        assert!(all.iter().all(|r| r.status() >= 400));
+    }
+
+    #[test]
+    fn all_destinations_ok_is_delivered_one_failure_is_503() {
+        let ok = Outcome::from_deliveries(event(), vec![result("kv", true)]);
+        assert_eq!(ok.status(), 200);
+        assert_eq!(ok.body()["delivered"], json!(["kv"]));
+
+        let partial =
+            Outcome::from_deliveries(event(), vec![result("kv", true), result("origin", false)]);
+        assert_eq!(partial.status(), 503);
+        assert_eq!(
+            partial.body(),
+            json!({"error": "delivery_failed", "id": "evt_1"})
+        );
+    }
+
+    #[test]
+    fn log_line_names_the_event_and_results_and_nothing_else() {
+        let outcome =
+            Outcome::from_deliveries(event(), vec![result("kv", true), result("origin", false)]);
+        let line: Value = serde_json::from_str(&outcome.log_line("/webhook", 7)).expect("json");
+        assert_eq!(line["level"], "error");
+        assert_eq!(line["code"], "delivery_failed");
+        assert_eq!(line["event_id"], "evt_1");
+        assert_eq!(line["destinations"][1]["error"], "http_500");
+        assert_eq!(line["duration_ms"], 7);
+        let keys: Vec<&String> = line.as_object().expect("object").keys().collect();
+        for forbidden in ["body", "payload", "signature", "secret", "data"] {
+            assert!(!keys.iter().any(|k| k.contains(forbidden)), "{forbidden}");
+        }
+    }
+
+    #[test]
+    fn method_not_allowed_carries_allow() {
+        let outcome = Outcome::rejected(Rejection::MethodNotAllowed("POST"));
+        assert_eq!(outcome.status(), 405);
+        assert_eq!(outcome.allow(), Some("POST"));
+    }
+}

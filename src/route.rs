@@ -1,0 +1,335 @@
+//! Step 3 of the pipeline: choose destinations by event type. `ROUTES` is an ordered list
+//! of rules; every rule whose patterns match the event contributes its destinations, and
+//! the event is accepted only when all of them take it. A type no rule matches is ignored.
+//! New Stripe event types need no code: they are matched by the same patterns.
+
+use serde::Deserialize;
+
+/// The rule set used when `ROUTES` is not set: every event to every destination.
+pub const DEFAULT_ROUTES: &str = r#"[{"name":"all","events":["*"],"to":["kv","origin"]}]"#;
+
+/// One event-type pattern.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Pattern {
+    /// `invoice.paid`
+    Exact(String),
+    /// `invoice.*`, stored as `invoice.`
+    Prefix(String),
+    /// `*`
+    Any,
+}
+
+impl Pattern {
+    /// Reads one pattern. A `*` may only stand alone or as the whole last segment.
+    pub fn parse(text: &str) -> Result<Pattern, String> {
+        if text == "*" {
+            return Ok(Pattern::Any);
+        }
+        let valid_chars = |s: &str| {
+            !s.is_empty()
+                && s.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+        };
+        match text.strip_suffix(".*") {
+            Some(prefix) if valid_chars(prefix) => Ok(Pattern::Prefix(format!("{prefix}."))),
+            None if valid_chars(text) => Ok(Pattern::Exact(text.to_owned())),
+            _ => Err(format!(
+                "pattern {text:?} is not an event type, a `prefix.*` or `*`"
+            )),
+        }
+    }
+
+    pub fn matches(&self, event_type: &str) -> bool {
+        match self {
+            Pattern::Exact(exact) => exact == event_type,
+            Pattern::Prefix(prefix) => event_type.starts_with(prefix.as_str()),
+            Pattern::Any => true,
+        }
+    }
+}
+
+/// Where a matched event goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Destination {
+    /// The `EVENTS` KV namespace.
+    Kv,
+    /// An HTTP(S) endpoint: `ORIGIN_URL` (labelled `origin`) or a URL named in a rule
+    /// (labelled `origin:<host>`).
+    Origin { label: String, url: String },
+}
+
+impl Destination {
+    /// The name used in responses and logs. It never includes a URL's path or query,
+    /// which may carry a token.
+    pub fn label(&self) -> &str {
+        match self {
+            Destination::Kv => "kv",
+            Destination::Origin { label, .. } => label,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rule {
+    pub name: String,
+    pub patterns: Vec<Pattern>,
+    pub destinations: Vec<Destination>,
+}
+
+/// The parsed `ROUTES` value.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Routes {
+    pub rules: Vec<Rule>,
+}
+
+/// The rules an event matched and the destinations they name, each destination once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Matched<'r> {
+    pub rule_names: Vec<String>,
+    pub destinations: Vec<&'r Destination>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRule {
+    name: Option<String>,
+    events: Vec<String>,
+    to: Vec<String>,
+}
+
+impl Routes {
+    /// Parses `ROUTES` (a JSON array of `{name?, events, to}`) against the configured
+    /// origin. A rule that names `origin` while `ORIGIN_URL` is unset keeps its other
+    /// destinations and the omission is returned as a note; a rule left with no
+    /// destination at all is an error, because its events would be acknowledged and lost.
+    ///
+    /// Fails with every problem found, each naming its rule.
+    pub fn parse(
+        json: &str,
+        origin_url: Option<&str>,
+    ) -> Result<(Routes, Vec<String>), Vec<String>> {
+        let raw: Vec<RawRule> = serde_json::from_str(json).map_err(|error| {
+            vec![format!(
+                "ROUTES is not a list of {{name, events, to}} rules: {error}"
+            )]
+        })?;
+        let mut problems = Vec::new();
+        let mut notes = Vec::new();
+        let mut rules = Vec::new();
+        for (index, raw) in raw.into_iter().enumerate() {
+            let name = raw.name.unwrap_or_else(|| format!("rule-{}", index + 1));
+            let mut patterns = Vec::new();
+            for text in &raw.events {
+                match Pattern::parse(text) {
+                    Ok(pattern) => patterns.push(pattern),
+                    Err(problem) => problems.push(format!("route {name:?}: {problem}")),
+                }
+            }
+            if raw.events.is_empty() {
+                problems.push(format!("route {name:?}: `events` is empty"));
+            }
+            let mut destinations = Vec::new();
+            for target in &raw.to {
+                match target.as_str() {
+                    "kv" => destinations.push(Destination::Kv),
+                    "origin" => match origin_url {
+                        Some(url) => destinations.push(Destination::Origin {
+                            label: "origin".to_owned(),
+                            url: url.to_owned(),
+                        }),
+                        None => notes.push(format!(
+                            "route {name:?}: `origin` skipped because ORIGIN_URL is not set"
+                        )),
+                    },
+                    url => match origin_label(url) {
+                        Ok(label) => destinations.push(Destination::Origin {
+                            label,
+                            url: url.to_owned(),
+                        }),
+                        Err(problem) => problems.push(format!("route {name:?}: {problem}")),
+                    },
+                }
+            }
+            destinations.dedup();
+            if destinations.is_empty() && problems.is_empty() {
+                problems.push(format!(
+                    "route {name:?} has no usable destination (set ORIGIN_URL or add \"kv\")"
+                ));
+            }
+            rules.push(Rule {
+                name,
+                patterns,
+                destinations,
+            });
+        }
+        if problems.is_empty() {
+            Ok((Routes { rules }, notes))
+        } else {
+            Err(problems)
+        }
+    }
+
+    /// Every rule that matches `event_type`, in order, and their destinations without
+    /// repeats. Empty when the event should be ignored.
+    pub fn matching(&self, event_type: &str) -> Matched<'_> {
+        let mut matched = Matched {
+            rule_names: Vec::new(),
+            destinations: Vec::new(),
+        };
+        for rule in &self.rules {
+            if !rule.patterns.iter().any(|p| p.matches(event_type)) {
+                continue;
+            }
+            matched.rule_names.push(rule.name.clone());
+            for destination in &rule.destinations {
+                if !matched.destinations.contains(&destination) {
+                    matched.destinations.push(destination);
+                }
+            }
+        }
+        matched
+    }
+}
+
+/// Checks that `url` is an absolute http(s) URL with a host and returns its label,
+/// `origin:<host[:port]>`, which leaves out credentials, path and query.
+pub fn origin_label(url: &str) -> Result<String, String> {
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))
+        .ok_or_else(|| {
+            format!(
+                "destination {:?} is not kv, origin or an http(s) URL",
+                redact_url(url)
+            )
+        })?;
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host = authority.rsplit('@').next().unwrap_or_default();
+    let host_ok = !host.is_empty()
+        && !host.starts_with(':')
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b".-:[]_".contains(&b));
+    if host_ok {
+        Ok(format!("origin:{host}"))
+    } else {
+        Err(format!("URL {:?} has no valid host", redact_url(url)))
+    }
+}
+
+/// A URL cut to its scheme and host, for messages: path, query and credentials can hold
+/// tokens.
+fn redact_url(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host = authority.rsplit('@').next().unwrap_or_default();
+    let host: String = host.chars().take(64).collect();
+    if scheme.is_empty() {
+        "<not a URL>".to_owned()
+    } else {
+        format!("{}://{host}/…", scheme.chars().take(10).collect::<String>())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ORIGIN: Option<&str> = Some("http://127.0.0.1:9000/hooks");
+
+    fn routes(json: &str) -> Routes {
+        Routes::parse(json, ORIGIN).expect("valid routes").0
+    }
+
+    #[test]
+    fn patterns() {
+        let cases = [
+            ("invoice.paid", "invoice.paid", true),
+            ("invoice.paid", "invoice.paid.extra", false),
+            ("invoice.*", "invoice.paid", true),
+            ("invoice.*", "invoice", false),
+            ("invoice.*", "invoiceitem.created", false),
+            ("customer.*", "customer.subscription.updated", true),
+            ("*", "anything.at_all", true),
+            (
+                "v1.billing.meter.*",
+                "v1.billing.meter.error_report_triggered",
+                true,
+            ),
+        ];
+        for (pattern, event_type, expected) in cases {
+            let parsed = Pattern::parse(pattern).expect("valid pattern");
+            assert_eq!(
+                parsed.matches(event_type),
+                expected,
+                "{pattern} ~ {event_type}"
+            );
+        }
+        for bad in ["", "invoice*", "*.paid", "in voice", "invoice.*.x", ".*"] {
+            assert!(Pattern::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn all_matching_rules_contribute_each_destination_once() {
+        let routes = routes(
+            r#"[{"name":"billing","events":["invoice.*"],"to":["kv","origin"]},
+                {"name":"paid","events":["invoice.paid"],"to":["origin","https://audit.example.com/x?token=s"]},
+                {"name":"other","events":["charge.*"],"to":["kv"]}]"#,
+        );
+        let matched = routes.matching("invoice.paid");
+        assert_eq!(matched.rule_names, vec!["billing", "paid"]);
+        let labels: Vec<&str> = matched.destinations.iter().map(|d| d.label()).collect();
+        assert_eq!(labels, vec!["kv", "origin", "origin:audit.example.com"]);
+        assert!(routes.matching("customer.created").destinations.is_empty());
+    }
+
+    #[test]
+    fn origin_without_origin_url_is_skipped_with_a_note() {
+        let (routes, notes) = Routes::parse(
+            r#"[{"name":"a","events":["*"],"to":["kv","origin"]}]"#,
+            None,
+        )
+        .expect("valid");
+        assert_eq!(routes.rules[0].destinations, vec![Destination::Kv]);
+        assert_eq!(notes.len(), 1);
+    }
+
+    #[test]
+    fn a_rule_left_without_destinations_is_an_error() {
+        let problems = Routes::parse(r#"[{"events":["*"],"to":["origin"]}]"#, None)
+            .expect_err("would lose events");
+        assert!(problems[0].contains("rule-1"), "{problems:?}");
+    }
+
+    #[test]
+    fn every_problem_is_reported_by_rule_name() {
+        let problems = Routes::parse(
+            r#"[{"name":"a","events":["bad*"],"to":["ftp://x"]},
+                {"name":"b","events":[],"to":["https://user:pw@/path"]}]"#,
+            ORIGIN,
+        )
+        .expect_err("invalid");
+        assert_eq!(problems.len(), 4, "{problems:?}");
+        assert!(problems.iter().all(|p| !p.contains("pw")), "{problems:?}");
+        for text in ["{}", "[1]", r#"[{"events":["*"],"to":["kv"],"extra":1}]"#] {
+            assert!(Routes::parse(text, ORIGIN).is_err(), "{text}");
+        }
+    }
+
+    #[test]
+    fn default_routes_parse() {
+        let (routes, _) = Routes::parse(DEFAULT_ROUTES, ORIGIN).expect("valid");
+        assert_eq!(routes.matching("x.y").destinations.len(), 2);
+    }
+
+    #[test]
+    fn origin_labels_leave_out_secrets() {
+        assert_eq!(
+            origin_label("https://u:p@hooks.example.com:8443/a?k=v").as_deref(),
+            Ok("origin:hooks.example.com:8443")
+        );
+        assert!(origin_label("http://").is_err());
+        assert!(origin_label("mailto:x").is_err());
+    }
+}

@@ -1,0 +1,186 @@
+//! The Worker shell: the only module that names `worker::`. It reads the request, the clock
+//! and the env, asks [`crate::pipeline`] what to do, performs the KV writes and origin
+//! POSTs the plan lists, and turns every result into a response and one log line. No error
+//! escapes `fetch`: each is mapped to a status here.
+
+use worker::js_sys::{Reflect, JSON};
+use worker::wasm_bindgen::JsValue;
+use worker::{
+    console_error, console_log, event, Context, Date, Env, Fetch, Headers, Method, Request,
+    RequestInit, RequestRedirect, Response,
+};
+
+use crate::config::{names, Config};
+use crate::outcome::{DestinationResult, Outcome, Rejection};
+use crate::pipeline::{self, Decision, Endpoint, Write};
+
+/// The KV namespace binding named in `wrangler.toml`.
+const KV_BINDING: &str = "EVENTS";
+
+#[event(fetch)]
+async fn fetch(mut req: Request, env: Env, _ctx: Context) -> worker::Result<Response> {
+    let started_ms = Date::now().as_millis();
+    let path = req.path();
+    let config = Config::from_lookup(|name| lookup(&env, name));
+
+    let outcome = match pipeline::endpoint(req.method().as_ref(), &path) {
+        Err(rejection) => Outcome::rejected(rejection),
+        Ok(Endpoint::Health) => {
+            let kv_bound = env.kv(KV_BINDING).is_ok();
+            Outcome::Health(pipeline::health(&config, kv_bound))
+        }
+        Ok(Endpoint::Webhook) => match &config {
+            Ok(config) => webhook(&mut req, &env, config, started_ms).await,
+            Err(problems) => {
+                for problem in problems {
+                    console_error!("{}", config_problem_line(problem));
+                }
+                Outcome::rejected(Rejection::ConfigInvalid)
+            }
+        },
+    };
+
+    let duration_ms = Date::now().as_millis().saturating_sub(started_ms);
+    let line = outcome.log_line(&path, duration_ms);
+    if outcome.status() >= 500 {
+        console_error!("{line}");
+    } else {
+        console_log!("{line}");
+    }
+    // Building a response fails only when the runtime itself is broken.
+    respond(&outcome)
+}
+
+/// Handles one delivery: read the body, decide, write to every destination.
+async fn webhook(req: &mut Request, env: &Env, config: &Config, started_ms: u64) -> Outcome {
+    let content_length = header(req, "content-length");
+    if let Err(rejection) = pipeline::check_declared_length(config, content_length.as_deref()) {
+        return Outcome::rejected(rejection);
+    }
+    // FIXME: a body sent without Content-Length is read whole before its size is checked;
+    // reading the stream with a running count would stop at MAX_BODY_BYTES.
+    let body = match req.bytes().await {
+        Ok(body) => body,
+        Err(_) => return Outcome::rejected(Rejection::NotAnEvent),
+    };
+    let signature = header(req, "stripe-signature");
+    let now = i64::try_from(started_ms / 1000).unwrap_or(i64::MAX);
+
+    match pipeline::decide(config, signature.as_deref(), &body, now) {
+        Err(rejection) => Outcome::rejected(rejection),
+        Ok(Decision::Ignore(event)) => Outcome::Ignored { event },
+        Ok(Decision::Deliver {
+            event,
+            body,
+            writes,
+        }) => {
+            let mut results = Vec::with_capacity(writes.len());
+            for write in &writes {
+                results.push(perform(env, write, &body).await);
+            }
+            Outcome::from_deliveries(event, results)
+        }
+    }
+}
+
+/// Carries out one write and reports it without any payload or secret in the reason.
+async fn perform(env: &Env, write: &Write, body: &[u8]) -> DestinationResult {
+    let result = match write {
+        Write::Kv {
+            key,
+            metadata,
+            ttl_seconds,
+        } => put_kv(env, key, metadata, *ttl_seconds, body).await,
+        Write::Origin { url, headers, .. } => post_origin(url, headers, body).await,
+    };
+    DestinationResult {
+        destination: write.label().to_owned(),
+        ok: result.is_ok(),
+        error: result.err(),
+    }
+}
+
+async fn put_kv(
+    env: &Env,
+    key: &str,
+    metadata: &serde_json::Value,
+    ttl_seconds: u64,
+    body: &[u8],
+) -> Result<(), String> {
+    let store = env.kv(KV_BINDING).map_err(|_| "kv_binding_missing".to_owned())?;
+    let put = store
+        .put_bytes(key, body)
+        .and_then(|put| put.metadata(metadata))
+        .map_err(|_| "kv_write".to_owned())?;
+    put.expiration_ttl(ttl_seconds)
+        .execute()
+        .await
+        .map_err(|_| "kv_write".to_owned())
+}
+
+async fn post_origin(url: &str, headers: &[(String, String)], body: &[u8]) -> Result<(), String> {
+    let request_headers = Headers::new();
+    for (name, value) in headers {
+        request_headers
+            .set(name, value)
+            .map_err(|_| "bad_header".to_owned())?;
+    }
+    let mut init = RequestInit::new();
+    init.with_method(Method::Post)
+        .with_headers(request_headers)
+        // A redirect answer is not a delivery: POST bodies must not be replayed elsewhere.
+        .with_redirect(RequestRedirect::Manual)
+        .with_body(Some(worker::js_sys::Uint8Array::from(body).into()));
+    // FIXME: there is no per-attempt timeout; a hanging origin holds the request until the
+    // runtime gives up. An AbortSignal with a timer would bound it (issue 4).
+    let request = Request::new_with_init(url, &init).map_err(|_| "bad_url".to_owned())?;
+    let response = Fetch::Request(request)
+        .send()
+        .await
+        .map_err(|_| "network".to_owned())?;
+    match response.status_code() {
+        200..=299 => Ok(()),
+        status => Err(format!("http_{status}")),
+    }
+}
+
+/// Reads one setting from the env. Secrets and string vars come through as strings;
+/// structured vars (such as `ROUTES` written as TOML tables) come through as objects and
+/// are turned back into JSON text for the core to parse.
+fn lookup(env: &Env, name: &str) -> Option<String> {
+    debug_assert!(names::ALL.contains(&name));
+    let value = Reflect::get(env.as_ref(), &JsValue::from_str(name)).ok()?;
+    if value.is_undefined() || value.is_null() {
+        return None;
+    }
+    if let Some(text) = value.as_string() {
+        return Some(text);
+    }
+    JSON::stringify(&value).ok()?.as_string()
+}
+
+fn header(req: &Request, name: &str) -> Option<String> {
+    req.headers().get(name).ok().flatten()
+}
+
+fn config_problem_line(problem: &str) -> String {
+    serde_json::json!({
+        "level": "error",
+        "msg": "stripe-edge configuration problem",
+        "problem": problem,
+    })
+    .to_string()
+}
+
+fn respond(outcome: &Outcome) -> worker::Result<Response> {
+    let headers = Headers::new();
+    headers.set("content-type", "application/json")?;
+    headers.set("cache-control", "no-store")?;
+    if let Some(allow) = outcome.allow() {
+        headers.set("allow", allow)?;
+    }
+    let body = outcome.body().to_string().into_bytes();
+    Ok(Response::from_bytes(body)?
+        .with_status(outcome.status())
+        .with_headers(headers))
+}

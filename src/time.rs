@@ -1,0 +1,136 @@
+//! Calendar arithmetic for the one place the pipeline meets a date string: the RFC 3339
+//! `created` field of thin (`v2.core.event`) events. Written out here so the wasm bundle
+//! does not carry a date library for a single conversion.
+
+/// Parses an RFC 3339 timestamp such as `2026-11-30T12:34:56.789Z` or
+/// `2026-11-30T14:34:56+02:00` into whole unix seconds, dropping any fraction.
+///
+/// Returns `None` for anything that is not a well-formed RFC 3339 date-time.
+pub fn parse_rfc3339_seconds(text: &str) -> Option<i64> {
+    let bytes = text.as_bytes();
+    if bytes.len() < 20 {
+        return None;
+    }
+    let year = digits(bytes, 0, 4)?;
+    let month = digits(bytes, 5, 2)?;
+    let day = digits(bytes, 8, 2)?;
+    let hour = digits(bytes, 11, 2)?;
+    let minute = digits(bytes, 14, 2)?;
+    let second = digits(bytes, 17, 2)?;
+    let separators_ok = bytes[4] == b'-'
+        && bytes[7] == b'-'
+        && matches!(bytes[10], b'T' | b't' | b' ')
+        && bytes[13] == b':'
+        && bytes[16] == b':';
+    if !separators_ok {
+        return None;
+    }
+    if !(1..=12).contains(&month) || day < 1 || day > days_in_month(year, month) {
+        return None;
+    }
+    // 60 is allowed for a leap second; it folds into the next minute like everywhere else.
+    if hour > 23 || minute > 59 || second > 60 {
+        return None;
+    }
+
+    // An optional fraction, then the zone: `Z` or `+hh:mm` / `-hh:mm`.
+    let mut rest = &bytes[19..];
+    if rest.first() == Some(&b'.') {
+        let fraction_len = rest[1..].iter().take_while(|b| b.is_ascii_digit()).count();
+        if fraction_len == 0 {
+            return None;
+        }
+        rest = &rest[1 + fraction_len..];
+    }
+    let offset_seconds = match rest {
+        [b'Z' | b'z'] => 0,
+        [sign @ (b'+' | b'-'), _, _, b':', _, _] => {
+            let hours = digits(rest, 1, 2)?;
+            let minutes = digits(rest, 4, 2)?;
+            if hours > 23 || minutes > 59 {
+                return None;
+            }
+            let magnitude = hours * 3600 + minutes * 60;
+            if *sign == b'+' {
+                magnitude
+            } else {
+                -magnitude
+            }
+        }
+        _ => return None,
+    };
+
+    let days = days_from_civil(year, month, day);
+    Some(days * 86_400 + hour * 3600 + minute * 60 + second - offset_seconds)
+}
+
+fn digits(bytes: &[u8], start: usize, len: usize) -> Option<i64> {
+    let slice = bytes.get(start..start + len)?;
+    slice.iter().try_fold(0i64, |acc, b| {
+        b.is_ascii_digit().then(|| acc * 10 + i64::from(b - b'0'))
+    })
+}
+
+fn is_leap(year: i64) -> bool {
+    (year % 4 == 0 && year % 100 != 0) || year % 400 == 0
+}
+
+fn days_in_month(year: i64, month: i64) -> i64 {
+    match month {
+        2 if is_leap(year) => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
+}
+
+/// Days since 1970-01-01 for a proleptic Gregorian date (Howard Hinnant's algorithm).
+fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let year_of_era = y - era * 400;
+    let shifted_month = (month + 9) % 12;
+    let day_of_year = (153 * shifted_month + 2) / 5 + day - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    era * 146_097 + day_of_era - 719_468
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_rfc3339_seconds as parse;
+
+    #[test]
+    fn known_instants() {
+        let cases = [
+            ("1970-01-01T00:00:00Z", 0),
+            ("2000-03-01T00:00:00Z", 951_868_800),
+            ("2024-02-29T23:59:59Z", 1_709_251_199),
+            ("2026-11-30T12:34:56.789Z", 1_796_042_096),
+            ("2026-11-30T14:34:56+02:00", 1_796_042_096),
+            ("2026-11-30T07:04:56.5-05:30", 1_796_042_096),
+        ];
+        for (text, expected) in cases {
+            assert_eq!(parse(text), Some(expected), "{text}");
+        }
+    }
+
+    #[test]
+    fn malformed_text_is_rejected() {
+        let cases = [
+            "",
+            "2026-11-30",
+            "2026-11-30T12:34:56",
+            "2026-13-01T00:00:00Z",
+            "2026-02-29T00:00:00Z",
+            "2026-11-30T24:00:00Z",
+            "2026-11-30T12:34:56.Z",
+            "2026-11-30T12:34:56+0200",
+            "2026-11-30T12:34:56Zjunk",
+            "２０２６-11-30T12:34:56Z",
+            "+026-11-30T12:34:56Z",
+        ];
+        for text in cases {
+            assert_eq!(parse(text), None, "{text:?}");
+        }
+    }
+}
