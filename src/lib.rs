@@ -21,3 +21,6 @@ mod shell;
 
 /// The crate version, reported by `GET /health`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+#[cfg(not(target_arch = "wasm32"))]
+pub mod offline;

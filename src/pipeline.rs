@@ -2,6 +2,7 @@
 //! delivery verify, parse, route and normalize, ending in a [`Plan`] of writes for the
 //! shell to carry out. Each step returns the [`Rejection`] that ends the request.
 
+use serde::Serialize;
 use serde_json::{json, Value};
 
 use crate::config::Config;
@@ -44,13 +45,24 @@ pub fn check_declared_length(
     }
 }
 
+/// The metadata stored beside each event in KV, readable by `list` without fetching
+/// values. A typed struct rather than a JSON value: the wasm binding serializes it with
+/// its own serializer, which does not understand serde_json's exact-number form.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct KvMetadata {
+    #[serde(rename = "type")]
+    pub event_type: String,
+    pub created: i64,
+    pub livemode: bool,
+}
+
 /// One write the shell must perform.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Write {
     /// Put the normalized event into the `EVENTS` namespace.
     Kv {
         key: String,
-        metadata: Value,
+        metadata: KvMetadata,
         ttl_seconds: u64,
     },
     /// POST the normalized event to an origin.
@@ -117,11 +129,11 @@ pub fn decide(
         return Ok(Decision::Ignore(event_ref));
     }
 
-    let kv_metadata = json!({
-        "type": event.event_type,
-        "created": event.created,
-        "livemode": event.livemode,
-    });
+    let kv_metadata = KvMetadata {
+        event_type: event.event_type.clone(),
+        created: event.created,
+        livemode: event.livemode,
+    };
     let normalized = normalize(event, matched.rule_names, now);
     // Serializing a tree of JSON values with string keys cannot fail.
     let body = serde_json::to_vec(&normalized).unwrap_or_default();
@@ -309,7 +321,11 @@ mod tests {
             writes[0],
             Write::Kv {
                 key: "evt_9".into(),
-                metadata: json!({"type": "invoice.paid", "created": 1796040000, "livemode": false}),
+                metadata: KvMetadata {
+                    event_type: "invoice.paid".into(),
+                    created: 1_796_040_000,
+                    livemode: false
+                },
                 ttl_seconds: 2_592_000,
             }
         );

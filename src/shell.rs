@@ -12,7 +12,7 @@ use worker::{
 
 use crate::config::{names, Config};
 use crate::outcome::{DestinationResult, Outcome, Rejection};
-use crate::pipeline::{self, Decision, Endpoint, Write};
+use crate::pipeline::{self, Decision, Endpoint, KvMetadata, Write};
 
 /// The KV namespace binding named in `wrangler.toml`.
 const KV_BINDING: &str = "EVENTS";
@@ -103,11 +103,13 @@ async fn perform(env: &Env, write: &Write, body: &[u8]) -> DestinationResult {
 async fn put_kv(
     env: &Env,
     key: &str,
-    metadata: &serde_json::Value,
+    metadata: &KvMetadata,
     ttl_seconds: u64,
     body: &[u8],
 ) -> Result<(), String> {
-    let store = env.kv(KV_BINDING).map_err(|_| "kv_binding_missing".to_owned())?;
+    let store = env
+        .kv(KV_BINDING)
+        .map_err(|_| "kv_binding_missing".to_owned())?;
     let put = store
         .put_bytes(key, body)
         .and_then(|put| put.metadata(metadata))

@@ -95,6 +95,39 @@ fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
     era * 146_097 + day_of_era - 719_468
 }
 
+/// Formats unix seconds as RFC 3339 in UTC with milliseconds, the form Stripe uses for
+/// thin events: `2026-11-30T12:34:56.000Z`.
+pub fn format_rfc3339(unix_seconds: i64) -> String {
+    let days = unix_seconds.div_euclid(86_400);
+    let second_of_day = unix_seconds.rem_euclid(86_400);
+    let (year, month, day) = civil_from_days(days);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.000Z",
+        second_of_day / 3600,
+        second_of_day % 3600 / 60,
+        second_of_day % 60
+    )
+}
+
+/// The inverse of [`days_from_civil`].
+fn civil_from_days(days: i64) -> (i64, i64, i64) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let day_of_era = z - era * 146_097;
+    let year_of_era =
+        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let shifted_month = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * shifted_month + 2) / 5 + 1;
+    let month = if shifted_month < 10 {
+        shifted_month + 3
+    } else {
+        shifted_month - 9
+    };
+    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
 #[cfg(test)]
 mod tests {
     use super::parse_rfc3339_seconds as parse;
@@ -112,6 +145,18 @@ mod tests {
         for (text, expected) in cases {
             assert_eq!(parse(text), Some(expected), "{text}");
         }
+    }
+
+    #[test]
+    fn formatting_round_trips() {
+        for seconds in [0, 951_868_800, 1_709_251_199, 1_796_042_096, 4_102_444_800] {
+            let text = super::format_rfc3339(seconds);
+            assert_eq!(parse(&text), Some(seconds), "{text}");
+        }
+        assert_eq!(
+            super::format_rfc3339(1_796_042_096),
+            "2026-11-30T12:34:56.000Z"
+        );
     }
 
     #[test]
