@@ -30,7 +30,7 @@ pub fn resolve_secret(explicit: Option<String>, dev_vars: &Path) -> Result<Signi
                 .strip_prefix("STRIPE_WEBHOOK_SECRET")?
                 .trim_start();
             let value = value.strip_prefix('=')?.trim();
-            Some(value.trim_matches('"').to_owned())
+            Some(value.trim_matches(['"', '\'']).to_owned())
         })
     };
     let raw = explicit
@@ -112,7 +112,7 @@ mod tests {
         let file = dir.join(".dev.vars");
         fs::write(
             &file,
-            "# comment\nOTHER=1\nSTRIPE_WEBHOOK_SECRET = \"whsec_one, whsec_two\"\n",
+            "# comment\nOTHER=1\nSTRIPE_WEBHOOK_SECRET = 'whsec_one, whsec_two'\n",
         )
         .expect("write");
         let explicit = resolve_secret(Some("whsec_explicit".into()), &file).expect("explicit");

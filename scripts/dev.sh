@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Installs whatever is missing, then serves the worker at http://127.0.0.1:8787 under
+# `wrangler dev` with a local KV namespace. Extra arguments go to `wrangler dev`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+source scripts/env.sh
+
+if [ ! -f .dev.vars ]; then
+  cp .dev.vars.example .dev.vars
+  echo "==> created .dev.vars from .dev.vars.example (a local-only signing secret)"
+fi
+# Build the offline sender now so `cargo run --bin stripe-edge -- trigger ...` is instant.
+cargo build --quiet --bin stripe-edge
+echo "==> serving on http://127.0.0.1:8787/webhook (send events with: cargo run --bin stripe-edge -- trigger --all)"
+exec wrangler dev --ip 127.0.0.1 --port 8787 "$@"

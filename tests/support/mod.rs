@@ -1,0 +1,369 @@
+//! Real parts for the end-to-end tests: the built worker under `wrangler dev` (workerd with
+//! local KV) in a temporary directory of its own, and an origin HTTP server on loopback that
+//! records what it receives and answers as told.
+
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::fs;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use stripe_edge::offline::http::{read_headers, request, HttpResponse};
+
+const STARTUP_LIMIT: Duration = Duration::from_secs(180);
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+const LOG_WAIT_LIMIT: Duration = Duration::from_secs(30);
+
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|address| address.port())
+        .expect("a free loopback port")
+}
+
+fn temp_dir(label: &str) -> PathBuf {
+    static COUNTER: AtomicUsize = AtomicUsize::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "stripe-edge-{label}-{}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    ));
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
+
+/// The built worker, served by `wrangler dev` from a copy of the project's `wrangler.toml`
+/// (same routes and bindings) with the build step left out, so every instance serves the
+/// one bundle that `scripts/test.sh` built.
+pub struct Worker {
+    child: Child,
+    pub url: String,
+    pub dir: PathBuf,
+    config: PathBuf,
+    log: PathBuf,
+}
+
+impl Worker {
+    /// Starts a worker whose secrets and vars are `vars` (written to its `.dev.vars`, which
+    /// overrides `[vars]`), and waits until `/health` answers.
+    pub fn start(vars: &[(&str, &str)]) -> Worker {
+        let root = repo_root();
+        let shim = root.join("build/worker/shim.mjs");
+        assert!(
+            shim.exists(),
+            "{} is missing: run scripts/test.sh, which builds the worker first",
+            shim.display()
+        );
+        let dir = temp_dir("worker");
+        let original = fs::read_to_string(root.join("wrangler.toml")).expect("wrangler.toml");
+        let mut config_text = String::new();
+        let mut in_build = false;
+        for line in original.lines() {
+            if line.starts_with('[') {
+                in_build = line.trim() == "[build]";
+            }
+            if in_build {
+                continue;
+            }
+            if line.starts_with("main = ") {
+                config_text.push_str(&format!("main = {:?}\n", shim.display().to_string()));
+            } else {
+                config_text.push_str(line);
+                config_text.push('\n');
+            }
+        }
+        let config = dir.join("wrangler.toml");
+        fs::write(&config, config_text).expect("write config");
+        let dev_vars: String = vars
+            .iter()
+            .map(|(k, v)| format!("{k}={}\n", quote(v)))
+            .collect();
+        fs::write(dir.join(".dev.vars"), dev_vars).expect("write .dev.vars");
+
+        let port = free_port();
+        let log = dir.join("wrangler.log");
+        let log_file = fs::File::create(&log).expect("log file");
+        let child = Command::new(root.join("node_modules/.bin/wrangler"))
+            .args(["dev", "--ip", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--inspector-port", &free_port().to_string()])
+            .arg("--config")
+            .arg(&config)
+            .arg("--persist-to")
+            .arg(dir.join("state"))
+            .current_dir(&dir)
+            .env("WRANGLER_SEND_METRICS", "false")
+            .env("NO_COLOR", "1")
+            .env("FORCE_COLOR", "0")
+            .stdin(Stdio::null())
+            .stdout(log_file.try_clone().expect("log handle"))
+            .stderr(log_file)
+            .process_group(0)
+            .spawn()
+            .expect("wrangler starts (run scripts/setup.sh)");
+        let worker = Worker {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+            dir,
+            config,
+            log,
+        };
+        worker.wait_ready();
+        worker
+    }
+
+    fn wait_ready(&self) {
+        let started = Instant::now();
+        while started.elapsed() < STARTUP_LIMIT {
+            if let Ok(response) = request(
+                "GET",
+                &self.url("/health"),
+                &[],
+                b"",
+                Duration::from_secs(5),
+            ) {
+                if response.status == 200 {
+                    return;
+                }
+            }
+            thread::sleep(Duration::from_millis(250));
+        }
+        panic!(
+            "wrangler dev did not become ready; its log:\n{}",
+            self.log_text()
+        );
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.url)
+    }
+
+    pub fn webhook(&self) -> String {
+        self.url("/webhook")
+    }
+
+    pub fn get(&self, path: &str) -> HttpResponse {
+        request("GET", &self.url(path), &[], b"", REQUEST_TIMEOUT).expect("GET")
+    }
+
+    pub fn post(&self, path: &str, headers: &[(&str, &str)], body: &[u8]) -> HttpResponse {
+        request("POST", &self.url(path), headers, body, REQUEST_TIMEOUT).expect("POST")
+    }
+
+    pub fn log_text(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The worker's own structured log lines (wrangler's lines are left out).
+    pub fn log_lines(&self) -> Vec<Value> {
+        self.log_text()
+            .lines()
+            // Error lines come decorated (`✘ [ERROR] {...}` with colour codes around).
+            .filter_map(|line| Some(&line[line.find("{\"level\"")?..=line.rfind('}')?]))
+            .filter_map(|json| serde_json::from_str(json).ok())
+            .collect()
+    }
+
+    /// Waits (up to a bound) for a structured log line that satisfies `wanted`: wrangler
+    /// prints a request's log lines shortly after the response is sent.
+    pub fn wait_for_log_line(&self, wanted: impl Fn(&Value) -> bool) -> Value {
+        let started = Instant::now();
+        loop {
+            if let Some(line) = self.log_lines().into_iter().find(|line| wanted(line)) {
+                return line;
+            }
+            if started.elapsed() > LOG_WAIT_LIMIT {
+                panic!("no such log line; the log:\n{}", self.log_text());
+            }
+            thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn kv_command(&self, args: &[&str]) -> String {
+        let output = Command::new(repo_root().join("node_modules/.bin/wrangler"))
+            .args(["kv", "key"])
+            .args(args)
+            .args(["--binding", "EVENTS", "--local"])
+            .arg("--config")
+            .arg(&self.config)
+            .arg("--persist-to")
+            .arg(self.dir.join("state"))
+            .current_dir(&self.dir)
+            .env("WRANGLER_SEND_METRICS", "false")
+            .env("NO_COLOR", "1")
+            .env("FORCE_COLOR", "0")
+            .output()
+            .expect("wrangler kv runs");
+        assert!(
+            output.status.success(),
+            "wrangler kv {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
+    /// Every key in the local KV namespace, with its metadata and expiration.
+    pub fn kv_list(&self) -> Vec<Value> {
+        let text = self.kv_command(&["list"]);
+        let start = text.find('[').expect("a JSON list");
+        serde_json::from_str(&text[start..]).expect("kv list is JSON")
+    }
+
+    /// The value stored under `key`, or `None`.
+    pub fn kv_get(&self, key: &str) -> Option<Vec<u8>> {
+        let text = self.kv_command(&["get", key]);
+        (text.trim() != "Value not found").then(|| text.into_bytes())
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        // wrangler starts workerd as a child; end the whole process group.
+        let group = format!("-{}", self.child.id());
+        let _ = Command::new("kill").args(["-TERM", "--", &group]).status();
+        let _ = self.child.wait();
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &group])
+            .stderr(Stdio::null())
+            .status();
+        let _ = fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn quote(value: &str) -> String {
+    format!("'{}'", value.replace('\'', ""))
+}
+
+/// One request the origin received.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub method: String,
+    pub path: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Received {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).expect("origin received JSON")
+    }
+}
+
+/// An origin server on loopback. It records every request and answers 200, or the status
+/// set for an event id with [`Origin::answer`].
+pub struct Origin {
+    pub url: String,
+    received: Arc<Mutex<Vec<Received>>>,
+    answers: Arc<Mutex<HashMap<String, u16>>>,
+}
+
+impl Origin {
+    pub fn start() -> Origin {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind origin");
+        let url = format!(
+            "http://{}/stripe/events",
+            listener.local_addr().expect("address")
+        );
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let answers = Arc::new(Mutex::new(HashMap::new()));
+        let (log, rules) = (received.clone(), answers.clone());
+        thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let (log, rules) = (log.clone(), rules.clone());
+                thread::spawn(move || serve(stream, &log, &rules));
+            }
+        });
+        Origin {
+            url,
+            received,
+            answers,
+        }
+    }
+
+    /// From now on, answer requests for `event_id` with `status`.
+    pub fn answer(&self, event_id: &str, status: u16) {
+        self.answers
+            .lock()
+            .expect("lock")
+            .insert(event_id.to_owned(), status);
+    }
+
+    pub fn received(&self) -> Vec<Received> {
+        self.received.lock().expect("lock").clone()
+    }
+
+    pub fn received_for(&self, event_id: &str) -> Vec<Received> {
+        self.received()
+            .into_iter()
+            .filter(|r| r.header("Stripe-Edge-Event-Id") == Some(event_id))
+            .collect()
+    }
+}
+
+fn serve(stream: TcpStream, log: &Mutex<Vec<Received>>, rules: &Mutex<HashMap<String, u16>>) {
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
+    let mut reader = BufReader::new(match stream.try_clone() {
+        Ok(s) => s,
+        Err(_) => return,
+    });
+    let mut request_line = String::new();
+    if reader.read_line(&mut request_line).is_err() {
+        return;
+    }
+    let mut parts = request_line.split_whitespace();
+    let method = parts.next().unwrap_or_default().to_owned();
+    let path = parts.next().unwrap_or_default().to_owned();
+    let Ok((headers, _)) = read_headers(&mut reader) else {
+        return;
+    };
+    let length = headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+        .and_then(|(_, v)| v.parse::<usize>().ok())
+        .unwrap_or(0);
+    let mut body = vec![0u8; length];
+    if reader.read_exact(&mut body).is_err() {
+        return;
+    }
+    let received = Received {
+        method,
+        path,
+        headers,
+        body,
+    };
+    let status = received
+        .header("Stripe-Edge-Event-Id")
+        .and_then(|id| rules.lock().ok()?.get(id).copied())
+        .unwrap_or(200);
+    log.lock().expect("lock").push(received);
+    let mut stream = stream;
+    let _ = write!(
+        stream,
+        "HTTP/1.1 {status} Status\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
+    );
+}
+
+/// Path of the sender binary built alongside the tests.
+pub fn sender() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_stripe-edge"))
+}
