@@ -1,6 +1,5 @@
 #!/usr/bin/env bash
-# Installs whatever is missing to build, serve and test stripe-edge, then prints nothing
-# but progress. Safe to run again: each step checks first. Source scripts/env.sh afterwards
+# Installs whatever is missing to build, serve and test stripe-edge, printing only progress. Safe to run again: each step checks first. Source scripts/env.sh afterwards
 # (dev.sh and test.sh do) to point worker-build at the tools installed here.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -37,4 +36,10 @@ if [ ! -x node_modules/.bin/wrangler ] || [ package-lock.json -nt node_modules/.
   npm ci --no-audit --no-fund
 fi
 
+# The conformance tests sign with Stripe's own Python library, kept inside the project.
+if ! PYTHONPATH=.tools/python python3 -c 'import stripe' 2>/dev/null; then
+  step "installing the stripe Python package (tests/requirements.txt) into .tools/python"
+  python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore \
+    --target .tools/python -r tests/requirements.txt
+fi
 step "tools ready"

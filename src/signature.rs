@@ -95,7 +95,13 @@ impl SigningSecret {
     /// `t=<timestamp>,v1=<hex>`. Used for the origin hop and by the offline sender.
     pub fn sign_header(&self, timestamp: i64, body: &[u8]) -> String {
         let t = timestamp.to_string();
-        format!("t={t},v1={}", hex::encode(tag(self.key(), &t, body)))
+        format!("t={t},v1={}", self.v1_hex(&t, body))
+    }
+
+    /// The lower-case hex `v1` value for `body` signed at `timestamp_text`, taken as the
+    /// exact text that precedes the `.` in the signed message.
+    pub fn v1_hex(&self, timestamp_text: &str, body: &[u8]) -> String {
+        hex::encode(tag(self.key(), timestamp_text, body))
     }
 }
 

@@ -142,12 +142,24 @@ fn read_response(mut reader: impl BufRead) -> io::Result<HttpResponse> {
     let chunked = headers.iter().any(|(k, v)| {
         k.eq_ignore_ascii_case("transfer-encoding") && v.eq_ignore_ascii_case("chunked")
     });
-    let body = if chunked {
-        read_chunked(&mut reader)?
-    } else {
-        let mut body = Vec::new();
-        reader.read_to_end(&mut body)?;
-        body
+    let length = headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+        .and_then(|(_, v)| v.parse::<usize>().ok());
+    // Servers may keep the connection open despite `Connection: close`, so read exactly
+    // the announced length rather than waiting for the end of the stream.
+    let body = match (chunked, length) {
+        (true, _) => read_chunked(&mut reader)?,
+        (false, Some(length)) => {
+            let mut body = vec![0u8; length];
+            reader.read_exact(&mut body)?;
+            body
+        }
+        (false, None) => {
+            let mut body = Vec::new();
+            reader.read_to_end(&mut body)?;
+            body
+        }
     };
     Ok(HttpResponse {
         status,
@@ -228,6 +240,8 @@ mod tests {
             (200, &b"abcde"[..])
         );
         let plain = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: a/b\r\n\r\n{}";
+        let sized = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokEXTRA";
+        assert_eq!(read_response(&sized[..]).expect("valid").body, b"ok");
         let response = read_response(&plain[..]).expect("valid");
         assert_eq!(response.status, 503);
         assert_eq!(response.header("Content-Type"), Some("a/b"));

@@ -6,6 +6,9 @@
 
 use std::collections::HashMap;
 use std::fs;
+pub mod fuzz;
+pub mod policy;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::unix::process::CommandExt;
