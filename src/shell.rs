@@ -41,7 +41,15 @@ async fn fetch(mut req: Request, env: Env, _ctx: Context) -> worker::Result<Resp
     };
 
     let duration_ms = Date::now().as_millis().saturating_sub(started_ms);
-    let line = outcome.log_line(&path, duration_ms);
+    let warnings: Vec<String> = match &config {
+        Ok(config) => config
+            .secret_problems
+            .iter()
+            .map(ToString::to_string)
+            .collect(),
+        Err(_) => Vec::new(),
+    };
+    let line = outcome.log_line(&path, duration_ms, &warnings);
     if outcome.status() >= 500 {
         console_error!("{line}");
     } else {

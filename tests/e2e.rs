@@ -317,7 +317,9 @@ fn health_and_logs_hold_no_secrets(worker: &Worker) {
 /// offline sender's command line reading `.dev.vars`.
 #[test]
 fn offline_sender_fills_kv_without_an_origin() {
-    let worker = Worker::start(&[("STRIPE_WEBHOOK_SECRET", SECRET)]);
+    // The second value is an API key pasted by mistake: reported, never printed.
+    let pasted = "sk_test_pasted_by_mistake_4242";
+    let worker = Worker::start(&[("STRIPE_WEBHOOK_SECRET", &format!("{SECRET}, {pasted}"))]);
     let output = Command::new(sender())
         .args(["trigger", "--all", "--forward-to", &worker.webhook()])
         .current_dir(&worker.dir)
@@ -360,6 +362,16 @@ fn offline_sender_fills_kv_without_an_origin() {
         Some(2),
         "{health}"
     );
+    assert_eq!(health["ok"], false);
+    assert_eq!(
+        health["problems"],
+        json!(["secret #2 looks like a secret API key (sk_...), not a webhook signing secret (whsec_...)"])
+    );
+    let warned = worker.wait_for_log_line(|line| line["warnings"].is_array());
+    assert!(warned["warnings"][0]
+        .as_str()
+        .is_some_and(|w| w.contains("secret #2")));
+    assert!(!worker.log_text().contains(pasted));
 }
 
 /// Missing or unusable configuration is a 500 with a clear code, so Stripe keeps the
