@@ -258,6 +258,10 @@ mod tests {
             r#"{"id":"evt_1","object":"event","type":"","created":1,"data":{"object":{}}}"#,
             r#"{"id":"evt_1","object":"v2.core.event","type":"x","created":1}"#,
             r#"{"id":"evt_1","object":"v2.core.event","type":"x","created":"yesterday"}"#,
+            // A thin envelope with a snapshot's integer `created`, and the reverse.
+            r#"{"id":"evt_1","object":"v2.core.event","type":"x","created":1700000000,"data":{"object":{}}}"#,
+            r#"{"id":"evt_1","object":"event","type":"x","created":"2026-11-30T12:34:56Z","data":{"object":{}}}"#,
+            r#"{"id":"evt_1","object":"event","type":"x","created":1,"related_object":{"id":"mtr_1"}}"#,
         ];
         for body in cases {
             assert_eq!(parse_body(body), Err(Rejection::NotAnEvent), "{body}");

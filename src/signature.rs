@@ -426,6 +426,54 @@ mod tests {
         }
     }
 
+    /// The cases the official libraries' own webhook tests check, in stripe-edge's terms.
+    #[test]
+    fn cases_from_the_official_libraries_suites() {
+        let body = br#"{"id":"evt_test_webhook","object":"event"}"#;
+        let good = header_for(SECRET, NOW, body);
+        let v1 = good.split_once(",v1=").map(|(_, v)| v).unwrap_or_default();
+        let at = |t: i64| header_for(SECRET, t, body);
+        let tolerance = |header: &str, seconds| {
+            verify(Some(header), body, &secrets(&[SECRET]), seconds, NOW).map(|v| v.timestamp())
+        };
+        assert_eq!(
+            check("bad_header", body, &[SECRET]),
+            Err(Rejection::SignatureHeaderMalformed)
+        );
+        assert_eq!(
+            check(&format!("t={NOW},v0={v1}"), body, &[SECRET]),
+            Err(Rejection::SignatureHeaderMalformed)
+        );
+        assert_eq!(
+            check(&format!("t={NOW},v1=bad_signature"), body, &[SECRET]),
+            Err(Rejection::SignatureMismatch)
+        );
+        assert_eq!(
+            check(&format!("{good},v1=bad_signature"), body, &[SECRET]),
+            Ok(NOW)
+        );
+        assert_eq!(
+            check("v1,t=1", body, &[SECRET]),
+            Err(Rejection::SignatureHeaderMalformed)
+        );
+        assert_eq!(
+            check("t=", body, &[SECRET]),
+            Err(Rejection::SignatureHeaderMalformed)
+        );
+        assert_eq!(
+            tolerance(&at(NOW - 15), 10),
+            Err(Rejection::TimestampTooOld)
+        );
+        assert_eq!(tolerance(&at(NOW - 15), 20), Ok(NOW - 15));
+        assert_eq!(tolerance(&at(NOW), 10), Ok(NOW));
+        // hex of the ASCII text "deadbeef" is not the signature.
+        let ascii_hex = format!("t={NOW},v1={}", hex::encode("deadbeef"));
+        assert_eq!(
+            check(&ascii_hex, body, &[SECRET]),
+            Err(Rejection::SignatureMismatch)
+        );
+    }
+
     #[test]
     fn secrets_are_trimmed_and_misnamed_ones_reported() {
         let (list, problems) =
