@@ -8,6 +8,8 @@ use crate::signature::{SecretProblem, SigningSecret};
 pub const DEFAULT_TOLERANCE_SECONDS: i64 = 300;
 pub const DEFAULT_MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
 pub const DEFAULT_KV_TTL_SECONDS: u64 = 30 * 24 * 60 * 60;
+/// Per attempt; Stripe itself waits only a short while for the worker's answer.
+pub const DEFAULT_ORIGIN_TIMEOUT_SECONDS: u64 = 10;
 /// Cloudflare KV refuses an `expirationTtl` below 60 seconds.
 const MIN_KV_TTL_SECONDS: u64 = 60;
 
@@ -20,8 +22,9 @@ pub mod names {
     pub const FORWARD_SIGNING_SECRET: &str = "FORWARD_SIGNING_SECRET";
     pub const KV_TTL_SECONDS: &str = "KV_TTL_SECONDS";
     pub const MAX_BODY_BYTES: &str = "MAX_BODY_BYTES";
+    pub const ORIGIN_TIMEOUT_SECONDS: &str = "ORIGIN_TIMEOUT_SECONDS";
     /// Every setting the worker reads, for the shell to look up.
-    pub const ALL: [&str; 7] = [
+    pub const ALL: [&str; 8] = [
         WEBHOOK_SECRET,
         TOLERANCE_SECONDS,
         ROUTES,
@@ -29,6 +32,7 @@ pub mod names {
         FORWARD_SIGNING_SECRET,
         KV_TTL_SECONDS,
         MAX_BODY_BYTES,
+        ORIGIN_TIMEOUT_SECONDS,
     ];
 }
 
@@ -40,6 +44,7 @@ pub struct Config {
     pub tolerance_seconds: i64,
     pub max_body_bytes: usize,
     pub kv_ttl_seconds: u64,
+    pub origin_timeout_seconds: u64,
     pub origin_url: Option<String>,
     pub forward_secret: Option<SigningSecret>,
     pub routes: Routes,
@@ -71,6 +76,13 @@ impl Config {
             &get,
             names::MAX_BODY_BYTES,
             DEFAULT_MAX_BODY_BYTES,
+            1,
+            &mut problems,
+        );
+        let origin_timeout_seconds = number(
+            &get,
+            names::ORIGIN_TIMEOUT_SECONDS,
+            DEFAULT_ORIGIN_TIMEOUT_SECONDS,
             1,
             &mut problems,
         );
@@ -112,6 +124,7 @@ impl Config {
             tolerance_seconds,
             max_body_bytes,
             kv_ttl_seconds,
+            origin_timeout_seconds,
             origin_url,
             forward_secret,
             routes,

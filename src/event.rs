@@ -4,7 +4,9 @@
 //! `related_object`). The body is parsed once, here, and its parts are moved, not copied,
 //! into the normalized event.
 
-use serde_json::{Map, Value};
+use serde::{Deserialize, Deserializer};
+use serde_json::value::RawValue;
+use serde_json::Value;
 
 use crate::outcome::Rejection;
 use crate::signature::Verified;
@@ -13,6 +15,9 @@ use crate::time::parse_rfc3339_seconds;
 /// Longest event id accepted. Stripe's ids are about 30 bytes; the id becomes a KV key
 /// (at most 512 bytes) and an HTTP header, so a bound keeps both valid.
 const MAX_EVENT_ID_BYTES: usize = 255;
+/// Longest event type accepted; Stripe's longest are under 80 bytes. The type becomes an
+/// HTTP header and a log field.
+const MAX_EVENT_TYPE_BYTES: usize = 128;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EventKind {
@@ -31,9 +36,11 @@ impl EventKind {
     }
 }
 
-/// A Stripe event, with the fields every consumer needs pulled out of the JSON.
-#[derive(Debug, Clone, PartialEq)]
-pub struct StripeEvent {
+/// A Stripe event, with the fields every consumer needs pulled out. `data` and
+/// `previous_attributes` borrow the exact JSON text Stripe sent, so they are forwarded
+/// byte for byte, never re-encoded.
+#[derive(Debug, Clone)]
+pub struct StripeEvent<'b> {
     pub id: String,
     pub event_type: String,
     pub kind: EventKind,
@@ -45,131 +52,192 @@ pub struct StripeEvent {
     pub account: Option<String>,
     pub object_type: Option<String>,
     pub object_id: Option<String>,
-    /// `data.object` unchanged for snapshot events; `Value::Null` for thin ones.
-    pub data: Value,
-    pub previous_attributes: Value,
+    /// `data.object` as sent, for snapshot events; `None` for thin ones.
+    pub data: Option<&'b RawValue>,
+    pub previous_attributes: Option<&'b RawValue>,
     pub request_id: Option<String>,
     pub idempotency_key: Option<String>,
 }
 
+impl StripeEvent<'_> {
+    /// `data.object` as a JSON tree, for tests and tools; the pipeline never needs it.
+    pub fn data_value(&self) -> Value {
+        self.data
+            .and_then(|raw| serde_json::from_str(raw.get()).ok())
+            .unwrap_or(Value::Null)
+    }
+}
+
+/// The envelope of both event kinds, as sent. Unknown fields are skipped without being
+/// built into a tree.
+#[derive(Deserialize)]
+struct Envelope<'b> {
+    id: Option<String>,
+    object: Option<String>,
+    #[serde(rename = "type")]
+    event_type: Option<String>,
+    created: Option<Created>,
+    livemode: Option<bool>,
+    api_version: Option<String>,
+    account: Option<String>,
+    #[serde(borrow)]
+    data: Option<Data<'b>>,
+    request: Option<RequestField>,
+    // Thin events only.
+    context: Option<String>,
+    related_object: Option<Related>,
+    reason: Option<Reason>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Created {
+    Unix(i64),
+    Text(String),
+}
+
+#[derive(Deserialize)]
+struct Data<'b> {
+    #[serde(borrow)]
+    object: Option<&'b RawValue>,
+    #[serde(borrow)]
+    previous_attributes: Option<&'b RawValue>,
+}
+
+/// `request` is an object since API version 2017-05-25 and a bare id string before.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RequestField {
+    Id(String),
+    Object {
+        id: Option<String>,
+        idempotency_key: Option<String>,
+    },
+}
+
+#[derive(Deserialize)]
+struct Related {
+    id: Option<String>,
+    #[serde(rename = "type")]
+    object_type: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Reason {
+    request: Option<ThinRequest>,
+}
+
+#[derive(Deserialize)]
+struct ThinRequest {
+    id: Option<String>,
+    idempotency_key: Option<String>,
+}
+
+/// The two fields of `data.object` that name it; anything of another type counts as absent.
+#[derive(Deserialize)]
+struct ObjectName {
+    #[serde(default, deserialize_with = "lenient")]
+    object: Option<String>,
+    #[serde(default, deserialize_with = "lenient")]
+    id: Option<String>,
+}
+
+/// Reads a field as `T` when it has that type, and as absent otherwise, so one oddly typed
+/// field in an API object never makes a genuine event unreadable.
+pub(crate) fn lenient<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: serde::de::DeserializeOwned,
+{
+    let value = Value::deserialize(deserializer)?;
+    Ok(serde_json::from_value(value).ok())
+}
+
 /// Parses a verified body.
 ///
-/// Fails with [`Rejection::NotAnEvent`] when the bytes are not a JSON object, when `object`
-/// is neither `event` nor `v2.core.event`, or when the fields every event of that kind has
-/// (`id`, `type`, `created`, and `data.object` for snapshots) are missing or mistyped.
-pub fn parse(verified: &Verified<'_>) -> Result<StripeEvent, Rejection> {
-    let value: Value =
+/// Fails with [`Rejection::NotAnEvent`] when the bytes are not a JSON object of the event
+/// envelope's shape, when `object` is neither `event` nor `v2.core.event`, or when the
+/// fields every event of that kind has (`id`, `type`, `created`, and an object in
+/// `data.object` for snapshots) are missing or mistyped.
+pub fn parse<'b>(verified: &Verified<'b>) -> Result<StripeEvent<'b>, Rejection> {
+    let envelope: Envelope<'b> =
         serde_json::from_slice(verified.body()).map_err(|_| Rejection::NotAnEvent)?;
-    let Value::Object(mut root) = value else {
-        return Err(Rejection::NotAnEvent);
-    };
-    let id = optional_str(&root, "id").filter(|id| is_usable_id(id));
-    let event_type = optional_str(&root, "type").filter(|t| !t.is_empty());
+    let id = envelope.id.filter(|id| is_token(id, MAX_EVENT_ID_BYTES));
+    let event_type = envelope
+        .event_type
+        .filter(|t| is_token(t, MAX_EVENT_TYPE_BYTES));
     let (Some(id), Some(event_type)) = (id, event_type) else {
         return Err(Rejection::NotAnEvent);
     };
-    let livemode = root
-        .get("livemode")
-        .and_then(Value::as_bool)
-        .unwrap_or(false);
+    let livemode = envelope.livemode.unwrap_or(false);
 
-    match root.get("object").and_then(Value::as_str) {
-        Some("event") => snapshot(&mut root, id, event_type, livemode),
-        Some("v2.core.event") => thin(&root, id, event_type, livemode),
+    match (envelope.object.as_deref(), envelope.created) {
+        (Some("event"), Some(Created::Unix(created))) => {
+            let data = envelope.data.ok_or(Rejection::NotAnEvent)?;
+            let object = data.object.filter(|raw| raw.get().starts_with('{'));
+            let object = object.ok_or(Rejection::NotAnEvent)?;
+            let name: ObjectName =
+                serde_json::from_str(object.get()).map_err(|_| Rejection::NotAnEvent)?;
+            let (request_id, idempotency_key) = match envelope.request {
+                Some(RequestField::Id(id)) => (Some(id), None),
+                Some(RequestField::Object {
+                    id,
+                    idempotency_key,
+                }) => (id, idempotency_key),
+                None => (None, None),
+            };
+            Ok(StripeEvent {
+                id,
+                event_type,
+                kind: EventKind::Snapshot,
+                created,
+                livemode,
+                api_version: envelope.api_version,
+                account: envelope.account,
+                object_type: name.object,
+                object_id: name.id,
+                data: Some(object),
+                previous_attributes: data.previous_attributes.filter(|raw| raw.get() != "null"),
+                request_id,
+                idempotency_key,
+            })
+        }
+        (Some("v2.core.event"), Some(Created::Text(created))) => {
+            let created = parse_rfc3339_seconds(&created).ok_or(Rejection::NotAnEvent)?;
+            let related = envelope.related_object;
+            let request = envelope.reason.and_then(|reason| reason.request);
+            let (object_type, object_id) = match related {
+                Some(related) => (related.object_type, related.id),
+                None => (None, None),
+            };
+            let (request_id, idempotency_key) = match request {
+                Some(request) => (request.id, request.idempotency_key),
+                None => (None, None),
+            };
+            Ok(StripeEvent {
+                id,
+                event_type,
+                kind: EventKind::Thin,
+                created,
+                livemode,
+                api_version: None,
+                account: envelope.context,
+                object_type,
+                object_id,
+                data: None,
+                previous_attributes: None,
+                request_id,
+                idempotency_key,
+            })
+        }
         _ => Err(Rejection::NotAnEvent),
     }
 }
 
-fn snapshot(
-    root: &mut Map<String, Value>,
-    id: String,
-    event_type: String,
-    livemode: bool,
-) -> Result<StripeEvent, Rejection> {
-    let created = root
-        .get("created")
-        .and_then(Value::as_i64)
-        .ok_or(Rejection::NotAnEvent)?;
-    let Some(Value::Object(mut data)) = root.remove("data") else {
-        return Err(Rejection::NotAnEvent);
-    };
-    let object = match data.remove("object") {
-        Some(object @ Value::Object(_)) => object,
-        _ => return Err(Rejection::NotAnEvent),
-    };
-    let previous_attributes = data.remove("previous_attributes").unwrap_or(Value::Null);
-
-    // Before API version 2017-05-25 `request` was a bare id string.
-    let (request_id, idempotency_key) = match root.get("request") {
-        Some(Value::String(id)) => (Some(id.clone()), None),
-        Some(Value::Object(request)) => (
-            optional_str(request, "id"),
-            optional_str(request, "idempotency_key"),
-        ),
-        _ => (None, None),
-    };
-
-    Ok(StripeEvent {
-        id,
-        event_type,
-        kind: EventKind::Snapshot,
-        created,
-        livemode,
-        api_version: optional_str(root, "api_version"),
-        account: optional_str(root, "account"),
-        object_type: optional_str_in(&object, "object"),
-        object_id: optional_str_in(&object, "id"),
-        data: object,
-        previous_attributes,
-        request_id,
-        idempotency_key,
-    })
-}
-
-fn thin(
-    root: &Map<String, Value>,
-    id: String,
-    event_type: String,
-    livemode: bool,
-) -> Result<StripeEvent, Rejection> {
-    let created = root
-        .get("created")
-        .and_then(Value::as_str)
-        .and_then(parse_rfc3339_seconds)
-        .ok_or(Rejection::NotAnEvent)?;
-    let related = root.get("related_object").and_then(Value::as_object);
-    let request = root
-        .get("reason")
-        .and_then(|reason| reason.get("request"))
-        .and_then(Value::as_object);
-
-    Ok(StripeEvent {
-        id,
-        event_type,
-        kind: EventKind::Thin,
-        created,
-        livemode,
-        api_version: None,
-        account: optional_str(root, "context"),
-        object_type: related.and_then(|r| optional_str(r, "type")),
-        object_id: related.and_then(|r| optional_str(r, "id")),
-        data: Value::Null,
-        previous_attributes: Value::Null,
-        request_id: request.and_then(|r| optional_str(r, "id")),
-        idempotency_key: request.and_then(|r| optional_str(r, "idempotency_key")),
-    })
-}
-
-fn is_usable_id(id: &str) -> bool {
-    !id.is_empty() && id.len() <= MAX_EVENT_ID_BYTES && id.bytes().all(|b| b.is_ascii_graphic())
-}
-
-fn optional_str(map: &Map<String, Value>, key: &str) -> Option<String> {
-    map.get(key).and_then(Value::as_str).map(str::to_owned)
-}
-
-fn optional_str_in(value: &Value, key: &str) -> Option<String> {
-    value.get(key).and_then(Value::as_str).map(str::to_owned)
+/// Ids and types travel in KV keys, HTTP headers and log lines: printable ASCII only,
+/// bounded in length.
+fn is_token(text: &str, max_bytes: usize) -> bool {
+    !text.is_empty() && text.len() <= max_bytes && text.bytes().all(|b| b.is_ascii_graphic())
 }
 
 #[cfg(test)]
@@ -179,7 +247,8 @@ mod tests {
 
     const NOW: i64 = 1_796_042_096;
 
-    fn parse_body(body: &str) -> Result<StripeEvent, Rejection> {
+    /// Parses a body signed by the test itself.
+    fn parse_body(body: &str) -> Result<StripeEvent<'_>, Rejection> {
         let secret = SigningSecret::new("whsec_event_tests");
         let header = secret.sign_header(NOW, body.as_bytes());
         let verified = verify(Some(&header), body.as_bytes(), &[secret], 300, NOW)
@@ -203,8 +272,11 @@ mod tests {
         assert_eq!(event.account.as_deref(), Some("acct_9"));
         assert_eq!(event.object_type.as_deref(), Some("customer"));
         assert_eq!(event.object_id.as_deref(), Some("cus_1"));
-        assert_eq!(event.data["name"], "Zoë");
-        assert_eq!(event.previous_attributes["name"], "Zoe");
+        assert_eq!(event.data_value()["name"], "Zoë");
+        assert_eq!(
+            event.previous_attributes.map(RawValue::get),
+            Some(r#"{"name":"Zoe"}"#)
+        );
         assert_eq!(event.request_id.as_deref(), Some("req_1"));
         assert_eq!(event.idempotency_key.as_deref(), Some("ik_1"));
     }
@@ -218,7 +290,7 @@ mod tests {
         .expect("valid");
         assert_eq!(event.request_id.as_deref(), Some("req_old"));
         assert_eq!(event.idempotency_key, None);
-        assert_eq!(event.previous_attributes, Value::Null);
+        assert!(event.previous_attributes.is_none());
     }
 
     #[test]
@@ -236,7 +308,7 @@ mod tests {
         assert_eq!(event.account.as_deref(), Some("acct_2"));
         assert_eq!(event.object_type.as_deref(), Some("billing.meter"));
         assert_eq!(event.object_id.as_deref(), Some("mtr_1"));
-        assert_eq!(event.data, Value::Null);
+        assert!(event.data.is_none());
         assert_eq!(event.request_id.as_deref(), Some("req_9"));
     }
 
@@ -256,6 +328,9 @@ mod tests {
             r#"{"id":"","object":"event","type":"x","created":1,"data":{"object":{}}}"#,
             r#"{"id":"evt 1","object":"event","type":"x","created":1,"data":{"object":{}}}"#,
             r#"{"id":"evt_1","object":"event","type":"","created":1,"data":{"object":{}}}"#,
+            r#"{"id":"evt_1","object":"event","type":"a\r\nX: 1","created":1,"data":{"object":{}}}"#,
+            r#"{"id":"evt_1","object":"event","type":"invoice.pâid","created":1,"data":{"object":{}}}"#,
+            r#"{"id":5,"object":"event","type":"x","created":1,"data":{"object":{}}}"#,
             r#"{"id":"evt_1","object":"v2.core.event","type":"x","created":1}"#,
             r#"{"id":"evt_1","object":"v2.core.event","type":"x","created":"yesterday"}"#,
             // A thin envelope with a snapshot's integer `created`, and the reverse.
@@ -264,7 +339,11 @@ mod tests {
             r#"{"id":"evt_1","object":"event","type":"x","created":1,"related_object":{"id":"mtr_1"}}"#,
         ];
         for body in cases {
-            assert_eq!(parse_body(body), Err(Rejection::NotAnEvent), "{body}");
+            assert_eq!(
+                parse_body(body).err(),
+                Some(Rejection::NotAnEvent),
+                "{body}"
+            );
         }
     }
 
@@ -274,6 +353,6 @@ mod tests {
         let secret = SigningSecret::new("whsec_event_tests");
         let header = secret.sign_header(NOW, body);
         let verified = verify(Some(&header), body, &[secret], 300, NOW).expect("signed");
-        assert_eq!(parse(&verified), Err(Rejection::NotAnEvent));
+        assert_eq!(parse(&verified).err(), Some(Rejection::NotAnEvent));
     }
 }

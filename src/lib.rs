@@ -9,6 +9,7 @@
 
 pub mod config;
 pub mod event;
+pub mod ledger;
 pub mod normalize;
 pub mod outcome;
 pub mod pipeline;

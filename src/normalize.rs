@@ -2,17 +2,17 @@
 //! receives, whatever the event type or kind. The shape is versioned by [`SCHEMA`]; fields
 //! are only ever added within a version, never renamed or removed.
 
-use serde::Serialize;
-use serde_json::Value;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 
-use crate::event::StripeEvent;
+use crate::event::{lenient, StripeEvent};
 
 /// The version tag of the normalized shape, carried in its `schema` field.
 pub const SCHEMA: &str = "stripe-edge.event.v1";
 
 /// The normalized event, serialized in this field order.
 #[derive(Debug, Serialize)]
-pub struct Normalized {
+pub struct Normalized<'b> {
     pub schema: &'static str,
     pub id: String,
     #[serde(rename = "type")]
@@ -23,8 +23,8 @@ pub struct Normalized {
     pub api_version: Option<String>,
     pub account: Option<String>,
     pub object: ObjectRef,
-    pub data: Value,
-    pub previous_attributes: Value,
+    pub data: Option<&'b RawValue>,
+    pub previous_attributes: Option<&'b RawValue>,
     pub request: RequestRef,
     pub summary: Summary,
     pub received_at: i64,
@@ -54,30 +54,51 @@ pub struct Summary {
     pub customer: Option<String>,
 }
 
-/// Amount fields in order of preference: payment intents, charges, transfers and refunds
-/// carry `amount`; Checkout Sessions `amount_total`; invoices `total`.
-const AMOUNT_FIELDS: [&str; 3] = ["amount", "amount_total", "total"];
+/// The fields of `data.object` the summary reads. Payment intents, charges, transfers and
+/// refunds carry `amount`; Checkout Sessions `amount_total`; invoices `total`.
+#[derive(Deserialize, Default)]
+struct SummaryFields {
+    #[serde(default, deserialize_with = "lenient")]
+    amount: Option<i64>,
+    #[serde(default, deserialize_with = "lenient")]
+    amount_total: Option<i64>,
+    #[serde(default, deserialize_with = "lenient")]
+    total: Option<i64>,
+    #[serde(default, deserialize_with = "lenient")]
+    currency: Option<String>,
+    #[serde(default, deserialize_with = "lenient")]
+    status: Option<String>,
+    #[serde(default, deserialize_with = "lenient")]
+    customer: Option<Customer>,
+}
+
+/// `customer` is an id, or the whole customer when the field was expanded.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Customer {
+    Id(String),
+    Expanded { id: String },
+}
 
 impl Summary {
-    pub fn of(object_type: Option<&str>, object_id: Option<&str>, data: &Value) -> Summary {
-        let text = |key: &str| data.get(key).and_then(Value::as_str).map(str::to_owned);
-        // `customer` is an id, or the whole customer when the field was expanded; a
-        // customer object is its own customer.
-        let customer = match data.get("customer") {
-            Some(Value::String(id)) => Some(id.clone()),
-            Some(Value::Object(expanded)) => expanded
-                .get("id")
-                .and_then(Value::as_str)
-                .map(str::to_owned),
-            _ if object_type == Some("customer") => object_id.map(str::to_owned),
-            _ => None,
+    pub fn of(
+        object_type: Option<&str>,
+        object_id: Option<&str>,
+        data: Option<&RawValue>,
+    ) -> Summary {
+        let fields: SummaryFields = data
+            .and_then(|raw| serde_json::from_str(raw.get()).ok())
+            .unwrap_or_default();
+        // A customer object is its own customer.
+        let customer = match fields.customer {
+            Some(Customer::Id(id) | Customer::Expanded { id }) => Some(id),
+            None if object_type == Some("customer") => object_id.map(str::to_owned),
+            None => None,
         };
         Summary {
-            amount: AMOUNT_FIELDS
-                .iter()
-                .find_map(|key| data.get(*key).and_then(Value::as_i64)),
-            currency: text("currency"),
-            status: text("status"),
+            amount: fields.amount.or(fields.amount_total).or(fields.total),
+            currency: fields.currency,
+            status: fields.status,
             customer,
         }
     }
@@ -85,11 +106,11 @@ impl Summary {
 
 /// Builds the normalized event. `routes` names the rules that matched and `received_at`
 /// is the worker's clock, in unix seconds.
-pub fn normalize(event: StripeEvent, routes: Vec<String>, received_at: i64) -> Normalized {
+pub fn normalize(event: StripeEvent<'_>, routes: Vec<String>, received_at: i64) -> Normalized<'_> {
     let summary = Summary::of(
         event.object_type.as_deref(),
         event.object_id.as_deref(),
-        &event.data,
+        event.data,
     );
     Normalized {
         schema: SCHEMA,
@@ -120,9 +141,14 @@ pub fn normalize(event: StripeEvent, routes: Vec<String>, received_at: i64) -> N
 mod tests {
     use super::*;
     use crate::event::EventKind;
-    use serde_json::json;
+    use serde_json::{json, Value};
 
-    fn event(data: Value) -> StripeEvent {
+    fn raw(text: &str) -> &RawValue {
+        serde_json::from_str(text).expect("valid JSON")
+    }
+
+    fn event(data: &RawValue) -> StripeEvent<'_> {
+        let value: Value = serde_json::from_str(data.get()).expect("json");
         StripeEvent {
             id: "evt_1".into(),
             event_type: "invoice.paid".into(),
@@ -131,48 +157,50 @@ mod tests {
             livemode: false,
             api_version: Some("2024-06-20".into()),
             account: None,
-            object_type: data.get("object").and_then(Value::as_str).map(Into::into),
-            object_id: data.get("id").and_then(Value::as_str).map(Into::into),
-            data,
-            previous_attributes: Value::Null,
+            object_type: value.get("object").and_then(Value::as_str).map(Into::into),
+            object_id: value.get("id").and_then(Value::as_str).map(Into::into),
+            data: Some(data),
+            previous_attributes: None,
             request_id: None,
             idempotency_key: None,
         }
     }
 
     #[test]
-    fn shape_and_field_order() {
-        let data = json!({"id": "in_1", "object": "invoice", "total": 500, "currency": "eur",
-                          "status": "paid", "customer": "cus_1", "amount_due": 500});
-        let normalized = normalize(event(data.clone()), vec!["billing".into()], 20);
-        let text = serde_json::to_string(&normalized).expect("serializes");
-        let keys: Vec<String> = serde_json::from_str::<serde_json::Map<String, Value>>(&text)
-            .expect("object")
-            .keys()
-            .cloned()
-            .collect();
-        assert_eq!(
-            keys,
-            [
-                "schema",
-                "id",
-                "type",
-                "kind",
-                "created",
-                "livemode",
-                "api_version",
-                "account",
-                "object",
-                "data",
-                "previous_attributes",
-                "request",
-                "summary",
-                "received_at",
-                "route"
-            ]
+    fn shape_field_order_and_data_kept_byte_for_byte() {
+        let text = r#"{"id": "in_1", "object": "invoice", "total": 500, "currency": "eur",
+            "status": "paid", "customer": "cus_1", "big": 12345678901234567890123, "f": 1.10,
+            "e": "caf\u00e9 \/"}"#;
+        let data = raw(text);
+        let normalized = normalize(event(data), vec!["billing".into()], 20);
+        let out = serde_json::to_string(&normalized).expect("serializes");
+        assert!(
+            out.contains(text),
+            "data must be forwarded unchanged: {out}"
         );
-        let value: Value = serde_json::from_str(&text).expect("json");
-        assert_eq!(value["data"], data);
+        let key_order = [
+            "schema",
+            "id",
+            "type",
+            "kind",
+            "created",
+            "livemode",
+            "api_version",
+            "account",
+            "object",
+            "data",
+            "previous_attributes",
+            "request",
+            "summary",
+            "received_at",
+            "route",
+        ];
+        let positions: Vec<usize> = key_order
+            .iter()
+            .map(|key| out.find(&format!("\"{key}\":")).expect(key))
+            .collect();
+        assert!(positions.windows(2).all(|w| w[0] < w[1]), "{out}");
+        let value: Value = serde_json::from_str(&out).expect("json");
         assert_eq!(value["object"], json!({"type": "invoice", "id": "in_1"}));
         assert_eq!(
             value["summary"],
@@ -182,15 +210,16 @@ mod tests {
             value["request"],
             json!({"id": null, "idempotency_key": null})
         );
+        assert_eq!(value["previous_attributes"], Value::Null);
     }
 
     #[test]
     fn summaries() {
         let cases = [
             (
-                json!({"object": "payment_intent", "id": "pi_1", "amount": 2000,
-                       "amount_received": 2000, "currency": "usd", "status": "succeeded",
-                       "customer": {"id": "cus_2", "object": "customer"}}),
+                r#"{"object": "payment_intent", "id": "pi_1", "amount": 2000,
+                   "amount_received": 2000, "currency": "usd", "status": "succeeded",
+                   "customer": {"id": "cus_2", "object": "customer"}}"#,
                 Summary {
                     amount: Some(2000),
                     currency: Some("usd".into()),
@@ -199,15 +228,15 @@ mod tests {
                 },
             ),
             (
-                json!({"object": "customer", "id": "cus_3", "currency": null}),
+                r#"{"object": "customer", "id": "cus_3", "currency": null}"#,
                 Summary {
                     customer: Some("cus_3".into()),
                     ..Summary::default()
                 },
             ),
             (
-                json!({"object": "subscription", "id": "sub_1", "status": "canceled",
-                       "customer": "cus_4", "currency": "gbp"}),
+                r#"{"object": "subscription", "id": "sub_1", "status": "canceled",
+                   "customer": "cus_4", "currency": "gbp"}"#,
                 Summary {
                     currency: Some("gbp".into()),
                     status: Some("canceled".into()),
@@ -215,12 +244,22 @@ mod tests {
                     ..Summary::default()
                 },
             ),
-            (json!({"object": "thing"}), Summary::default()),
+            (
+                r#"{"object": "checkout.session", "amount_total": 990, "status": {"odd": true},
+                   "amount": "not a number"}"#,
+                Summary {
+                    amount: Some(990),
+                    ..Summary::default()
+                },
+            ),
+            (r#"{"object": "thing"}"#, Summary::default()),
         ];
-        for (data, expected) in cases {
-            let object_type = data.get("object").and_then(Value::as_str);
-            let id = data.get("id").and_then(Value::as_str);
-            assert_eq!(Summary::of(object_type, id, &data), expected, "{data}");
+        for (text, expected) in cases {
+            let data = raw(text);
+            let value: Value = serde_json::from_str(text).expect("json");
+            let object_type = value.get("object").and_then(Value::as_str);
+            let id = value.get("id").and_then(Value::as_str);
+            assert_eq!(Summary::of(object_type, id, Some(data)), expected, "{text}");
         }
     }
 }

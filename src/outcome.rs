@@ -14,6 +14,8 @@ pub enum Rejection {
     MethodNotAllowed(&'static str),
     /// The body is larger than `MAX_BODY_BYTES`.
     PayloadTooLarge,
+    /// The body could not be read to its end (the sender went away mid-body).
+    BodyUnreadable,
     /// No `Stripe-Signature` header, or an empty one.
     SignatureHeaderMissing,
     /// A `Stripe-Signature` header that cannot be read: no `t`, a `t` that is not a plain
@@ -46,7 +48,8 @@ impl Rejection {
             | Rejection::SignatureMismatch
             | Rejection::TimestampTooOld
             | Rejection::TimestampInFuture
-            | Rejection::NotAnEvent => 400,
+            | Rejection::NotAnEvent
+            | Rejection::BodyUnreadable => 400,
             Rejection::SecretMissing | Rejection::ConfigInvalid => 500,
             Rejection::DeliveryFailed => 503,
         }
@@ -59,6 +62,7 @@ impl Rejection {
             Rejection::UnknownPath => "not_found",
             Rejection::MethodNotAllowed(_) => "method_not_allowed",
             Rejection::PayloadTooLarge => "payload_too_large",
+            Rejection::BodyUnreadable => "body_unreadable",
             Rejection::SignatureHeaderMissing => "signature_header_missing",
             Rejection::SignatureHeaderMalformed => "signature_header_malformed",
             Rejection::SignatureMismatch => "signature_mismatch",
@@ -268,6 +272,7 @@ mod tests {
             Rejection::UnknownPath,
             Rejection::MethodNotAllowed("POST"),
             Rejection::PayloadTooLarge,
+            Rejection::BodyUnreadable,
             Rejection::SignatureHeaderMissing,
             Rejection::SignatureHeaderMalformed,
             Rejection::SignatureMismatch,

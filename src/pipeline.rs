@@ -70,6 +70,7 @@ pub enum Write {
         label: String,
         url: String,
         headers: Vec<(String, String)>,
+        timeout_seconds: u64,
     },
 }
 
@@ -151,6 +152,7 @@ pub fn decide(
                 label: label.clone(),
                 url: url.clone(),
                 headers: origin_headers(config, &event_ref, &body, now),
+                timeout_seconds: config.origin_timeout_seconds,
             },
         })
         .collect();

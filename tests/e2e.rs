@@ -28,6 +28,7 @@ fn default_routes_reach_origin_and_kv_and_bad_deliveries_are_refused() {
         ("STRIPE_WEBHOOK_SECRET", &format!("{OLD_SECRET},{SECRET}")),
         ("ORIGIN_URL", &origin.url),
         ("FORWARD_SIGNING_SECRET", FORWARD_SECRET),
+        ("ORIGIN_TIMEOUT_SECONDS", "2"),
     ]);
 
     every_default_event_is_delivered(&worker, &origin);
@@ -35,6 +36,7 @@ fn default_routes_reach_origin_and_kv_and_bad_deliveries_are_refused() {
     paths_and_methods(&worker);
     each_bad_delivery_has_its_own_code(&worker);
     a_failing_origin_gets_a_503_and_the_retry_succeeds(&worker, &origin);
+    a_hanging_origin_times_out(&worker, &origin);
     health_and_logs_hold_no_secrets(&worker);
 }
 
@@ -125,7 +127,11 @@ fn every_default_event_is_delivered(worker: &Worker, origin: &Origin) {
             .find(|e| e["name"] == id.as_str())
             .expect("key in KV");
         assert_eq!(entry["metadata"]["type"], *event_type);
-        assert!(entry["metadata"]["created"].is_i64(), "{entry}");
+        assert_eq!(
+            entry["metadata"]["created"],
+            original_created(origin_body),
+            "{entry}"
+        );
         assert_eq!(entry["metadata"]["livemode"], false);
         let expiration = entry["expiration"].as_i64().expect("expiration");
         assert!(
@@ -137,6 +143,12 @@ fn every_default_event_is_delivered(worker: &Worker, origin: &Origin) {
         let hop: Value = serde_json::from_slice(origin_body).expect("json");
         assert_eq!(stored, hop, "{event_type}");
     }
+}
+
+fn original_created(normalized: &[u8]) -> Value {
+    let value: Value = serde_json::from_slice(normalized).expect("json");
+    assert!(value["created"].is_i64());
+    value["created"].clone()
 }
 
 fn events_outside_the_routes_are_ignored(worker: &Worker, origin: &Origin) {
@@ -243,6 +255,16 @@ fn each_bad_delivery_has_its_own_code(worker: &Worker) {
     let response = worker.post("/webhook", &[("Stripe-Signature", &good)], &huge);
     assert_eq!(response.status, 413);
     assert_eq!(response.body_text(), r#"{"error":"payload_too_large"}"#);
+
+    // Without Content-Length (chunked), the limit stops the read as soon as it is passed.
+    let chunk = vec![b'x'; 64 * 1024];
+    let status = support::post_chunked(
+        &worker.webhook(),
+        &[("Stripe-Signature", &good)],
+        &chunk,
+        64,
+    );
+    assert_eq!(status, 413);
 }
 
 fn a_failing_origin_gets_a_503_and_the_retry_succeeds(worker: &Worker, origin: &Origin) {
@@ -276,6 +298,22 @@ fn a_failing_origin_gets_a_503_and_the_retry_succeeds(worker: &Worker, origin: &
         worker.wait_for_log_line(|line| line["event_id"] == id.as_str() && line["status"] == 503);
     assert_eq!(failure["code"], "delivery_failed");
     assert_eq!(failure["destinations"][1]["error"], "http_500");
+}
+
+fn a_hanging_origin_times_out(worker: &Worker, origin: &Origin) {
+    let fixture = FIXTURES
+        .iter()
+        .find(|f| f.event_type == "charge.succeeded")
+        .expect("fixture");
+    let id = new_event_id();
+    origin.hang(&id);
+    let now = now_seconds();
+    let body = fresh_event(fixture, &id, now);
+    let response = send_signed(&worker.webhook(), &secret(), now, &body).expect("sent");
+    assert_eq!(response.status, 503, "{}", response.body_text());
+    let line =
+        worker.wait_for_log_line(|line| line["event_id"] == id.as_str() && line["status"] == 503);
+    assert_eq!(line["destinations"][1]["error"], "timeout", "{line}");
 }
 
 fn health_and_logs_hold_no_secrets(worker: &Worker) {

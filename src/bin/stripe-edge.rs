@@ -53,6 +53,9 @@ The secret comes from --secret, else $STRIPE_WEBHOOK_SECRET, else ./.dev.vars.
 
     fn parse(mut raw: impl Iterator<Item = String>) -> Result<Args, String> {
         let command = raw.next().ok_or("no command")?;
+        if matches!(command.as_str(), "help" | "-h" | "--help") {
+            return Err(String::new());
+        }
         let mut args = Args {
             command,
             positional: Vec::new(),
@@ -83,11 +86,13 @@ The secret comes from --secret, else $STRIPE_WEBHOOK_SECRET, else ./.dev.vars.
     pub fn main() -> ExitCode {
         let args = match parse(std::env::args().skip(1)) {
             Ok(args) => args,
+            // Asked for help: usage on stdout, success.
+            Err(problem) if problem.is_empty() => {
+                println!("{USAGE}");
+                return ExitCode::SUCCESS;
+            }
             Err(problem) => {
-                if !problem.is_empty() {
-                    eprintln!("stripe-edge: {problem}");
-                }
-                eprintln!("{USAGE}");
+                eprintln!("stripe-edge: {problem}\n{USAGE}");
                 return ExitCode::from(2);
             }
         };

@@ -72,6 +72,10 @@ impl Worker {
             shim.display()
         );
         let dir = temp_dir("worker");
+        // Serve a private copy of the bundle: wrangler restarts a worker whose files change,
+        // and a rebuild in the checkout must not pull the bundle from under a running test.
+        copy_dir(&root.join("build"), &dir.join("build"));
+        let shim = dir.join("build/worker/shim.mjs");
         let original = fs::read_to_string(root.join("wrangler.toml")).expect("wrangler.toml");
         let mut config_text = String::new();
         let mut in_build = false;
@@ -175,7 +179,8 @@ impl Worker {
         self.log_text()
             .lines()
             // Error lines come decorated (`✘ [ERROR] {...}` with colour codes around).
-            .filter_map(|line| Some(&line[line.find("{\"level\"")?..=line.rfind('}')?]))
+            .filter_map(|line| Some(&line[line.find('{')?..=line.rfind('}')?]))
+            .filter(|json| json.contains("\"level\":"))
             .filter_map(|json| serde_json::from_str(json).ok())
             .collect()
     }
@@ -246,8 +251,57 @@ impl Drop for Worker {
     }
 }
 
+fn copy_dir(from: &Path, to: &Path) {
+    fs::create_dir_all(to).expect("create build copy");
+    for entry in fs::read_dir(from).expect("read build dir").flatten() {
+        let target = to.join(entry.file_name());
+        if entry.path().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            fs::copy(entry.path(), &target).expect("copy build file");
+        }
+    }
+}
+
 fn quote(value: &str) -> String {
     format!("'{}'", value.replace('\'', ""))
+}
+
+/// The pseudo-status that makes the origin hang.
+const HANG: u16 = 0;
+
+/// Sends a POST whose body is chunked, without `Content-Length`, and returns the status
+/// the server answers with (or 0 when it closes without answering).
+pub fn post_chunked(url: &str, headers: &[(&str, &str)], chunk: &[u8], chunks: usize) -> u16 {
+    let url = stripe_edge::offline::http::HttpUrl::parse(url).expect("url");
+    let mut stream = TcpStream::connect((url.host.as_str(), url.port)).expect("connect");
+    stream
+        .set_read_timeout(Some(REQUEST_TIMEOUT))
+        .expect("timeout");
+    let mut head = format!(
+        "POST {} HTTP/1.1\r\nHost: {}:{}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n",
+        url.target, url.host, url.port
+    );
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str("\r\n");
+    let _ = stream.write_all(head.as_bytes());
+    for _ in 0..chunks {
+        let framed = [format!("{:x}\r\n", chunk.len()).as_bytes(), chunk, b"\r\n"].concat();
+        if stream.write_all(&framed).is_err() {
+            break; // the server answered early and closed
+        }
+    }
+    let _ = stream.write_all(b"0\r\n\r\n");
+    let mut reader = BufReader::new(stream);
+    let mut status_line = String::new();
+    let _ = reader.read_line(&mut status_line);
+    status_line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
 }
 
 /// One request the origin received.
@@ -301,6 +355,12 @@ impl Origin {
             received,
             answers,
         }
+    }
+
+    /// From now on, hold requests for `event_id` for a minute before answering, like an
+    /// origin that hangs.
+    pub fn hang(&self, event_id: &str) {
+        self.answer(event_id, HANG);
     }
 
     /// From now on, answer requests for `event_id` with `status`.
@@ -359,6 +419,10 @@ fn serve(stream: TcpStream, log: &Mutex<Vec<Received>>, rules: &Mutex<HashMap<St
         .and_then(|id| rules.lock().ok()?.get(id).copied())
         .unwrap_or(200);
     log.lock().expect("lock").push(received);
+    if status == HANG {
+        thread::sleep(Duration::from_secs(60));
+        return;
+    }
     let mut stream = stream;
     let _ = write!(
         stream,
