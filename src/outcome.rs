@@ -35,6 +35,8 @@ pub enum Rejection {
     ConfigInvalid,
     /// At least one destination did not accept the event.
     DeliveryFailed,
+    /// Another attempt is delivering the same event right now (a concurrent duplicate).
+    DeliveryInProgress,
 }
 
 impl Rejection {
@@ -52,6 +54,7 @@ impl Rejection {
             | Rejection::BodyUnreadable => 400,
             Rejection::SecretMissing | Rejection::ConfigInvalid => 500,
             Rejection::DeliveryFailed => 503,
+            Rejection::DeliveryInProgress => 409,
         }
     }
 
@@ -72,6 +75,7 @@ impl Rejection {
             Rejection::SecretMissing => "secret_not_configured",
             Rejection::ConfigInvalid => "config_invalid",
             Rejection::DeliveryFailed => "delivery_failed",
+            Rejection::DeliveryInProgress => "delivery_in_progress",
         }
     }
 
@@ -81,7 +85,10 @@ impl Rejection {
     pub fn retry_can_succeed(self) -> bool {
         matches!(
             self,
-            Rejection::SecretMissing | Rejection::ConfigInvalid | Rejection::DeliveryFailed
+            Rejection::SecretMissing
+                | Rejection::ConfigInvalid
+                | Rejection::DeliveryFailed
+                | Rejection::DeliveryInProgress
         )
     }
 
@@ -104,6 +111,28 @@ pub struct DestinationResult {
     /// A short, payload-free reason when `ok` is false: `http_500`, `network`, `kv_write`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// True when an earlier attempt already delivered the event here, so this one did not.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub earlier: bool,
+}
+
+impl DestinationResult {
+    pub fn new(destination: &str, result: Result<(), String>) -> Self {
+        DestinationResult {
+            destination: destination.to_owned(),
+            ok: result.is_ok(),
+            error: result.err(),
+            earlier: false,
+        }
+    }
+
+    /// A destination an earlier attempt delivered to.
+    pub fn earlier(destination: &str) -> Self {
+        DestinationResult {
+            earlier: true,
+            ..DestinationResult::new(destination, Ok(()))
+        }
+    }
 }
 
 /// How a request ended, with what the log line needs to say about it.
@@ -178,11 +207,17 @@ impl Outcome {
     /// The small JSON body of the answer.
     pub fn body(&self) -> Value {
         match self {
-            Outcome::Delivered { event, results } => json!({
-                "received": true,
-                "id": event.id,
-                "delivered": results.iter().map(|r| r.destination.as_str()).collect::<Vec<_>>(),
-            }),
+            Outcome::Delivered { event, results } => {
+                let mut body = json!({
+                    "received": true,
+                    "id": event.id,
+                    "delivered": results.iter().map(|r| r.destination.as_str()).collect::<Vec<_>>(),
+                });
+                if !results.is_empty() && results.iter().all(|r| r.earlier) {
+                    body["duplicate"] = json!(true);
+                }
+                body
+            }
             Outcome::Ignored { event } => json!({
                 "received": true,
                 "id": event.id,
@@ -259,11 +294,31 @@ mod tests {
     }
 
     fn result(destination: &str, ok: bool) -> DestinationResult {
-        DestinationResult {
-            destination: destination.into(),
-            ok,
-            error: (!ok).then(|| "http_500".into()),
-        }
+        let result = if ok {
+            Ok(())
+        } else {
+            Err("http_500".to_owned())
+        };
+        DestinationResult::new(destination, result)
+    }
+
+    #[test]
+    fn a_repeat_of_a_delivered_event_says_so() {
+        let repeat = Outcome::from_deliveries(event(), vec![DestinationResult::earlier("kv")]);
+        assert_eq!(
+            repeat.body(),
+            json!({"received": true, "id": "evt_1", "delivered": ["kv"], "duplicate": true})
+        );
+        let mixed = Outcome::from_deliveries(
+            event(),
+            vec![DestinationResult::earlier("kv"), result("origin", true)],
+        );
+        assert_eq!(mixed.body().get("duplicate"), None);
+        let busy = Outcome::rejected(Rejection::DeliveryInProgress);
+        assert_eq!(
+            (busy.status(), busy.body()),
+            (409, json!({"error": "delivery_in_progress"}))
+        );
     }
 
     #[test]
@@ -282,6 +337,7 @@ mod tests {
             Rejection::SecretMissing,
             Rejection::ConfigInvalid,
             Rejection::DeliveryFailed,
+            Rejection::DeliveryInProgress,
         ];
         let mut codes: Vec<&str> = all.iter().map(|r| r.code()).collect();
         codes.sort_unstable();

@@ -11,16 +11,20 @@ use futures_util::StreamExt;
 use worker::js_sys::{Reflect, JSON};
 use worker::wasm_bindgen::JsValue;
 use worker::{
-    console_error, console_log, event, AbortController, Context, Date, Delay, Env, Fetch, Headers,
-    Method, Request, RequestInit, RequestRedirect, Response,
+    console_error, console_log, durable_object, event, AbortController, Context, Date, Delay,
+    DurableObject, Env, Fetch, Headers, Method, ObjectNamespace, Request, RequestInit,
+    RequestRedirect, Response, State,
 };
 
 use crate::config::{names, Config};
-use crate::outcome::{DestinationResult, Outcome, Rejection};
+use crate::ledger::{Claim, LedgerRequest, Record, RETENTION_MS};
+use crate::outcome::{DestinationResult, EventRef, Outcome, Rejection};
 use crate::pipeline::{self, Decision, Endpoint, KvMetadata, Write};
 
 /// The KV namespace binding named in `wrangler.toml`.
 const KV_BINDING: &str = "EVENTS";
+/// The Durable Object namespace of the dedupe ledger.
+const LEDGER_BINDING: &str = "LEDGER";
 
 #[event(fetch)]
 async fn fetch(mut req: Request, env: Env, _ctx: Context) -> worker::Result<Response> {
@@ -84,13 +88,141 @@ async fn webhook(req: &mut Request, env: &Env, config: &Config, started_ms: u64)
             event,
             body,
             writes,
-        }) => {
-            let mut results = Vec::with_capacity(writes.len());
-            for write in &writes {
-                results.push(perform(env, write, &body).await);
-            }
-            Outcome::from_deliveries(event, results)
+        }) => deliver(env, event, &body, &writes).await,
+    }
+}
+
+/// Delivers to every destination that does not have the event yet. With the `LEDGER`
+/// binding (the default), the event's ledger decides which those are and keeps a concurrent
+/// duplicate out while this attempt runs; without it, every destination gets every delivery.
+async fn deliver(env: &Env, event: EventRef, body: &[u8], writes: &[Write]) -> Outcome {
+    let Ok(namespace) = env.durable_object(LEDGER_BINDING) else {
+        let mut results = Vec::with_capacity(writes.len());
+        for write in writes {
+            results.push(perform(env, write, body).await);
         }
+        return Outcome::from_deliveries(event, results);
+    };
+
+    let attempt = attempt_id();
+    let claim = LedgerRequest::Claim {
+        attempt: attempt.clone(),
+        destinations: writes.iter().map(|w| w.label().to_owned()).collect(),
+    };
+    let (pending, already) = match ask_ledger(&namespace, &event.id, &claim).await {
+        Ok(Some(Claim::Granted { pending, already })) => (pending, already),
+        Ok(Some(Claim::Busy { .. })) => {
+            return Outcome::Rejected {
+                reason: Rejection::DeliveryInProgress,
+                event: Some(event),
+                results: Vec::new(),
+            }
+        }
+        Ok(None) | Err(_) => {
+            let failed = DestinationResult::new("ledger", Err("ledger_unavailable".to_owned()));
+            return Outcome::from_deliveries(event, vec![failed]);
+        }
+    };
+
+    let mut results: Vec<DestinationResult> = already
+        .iter()
+        .map(|d| DestinationResult::earlier(d))
+        .collect();
+    for write in writes
+        .iter()
+        .filter(|w| pending.iter().any(|p| p == w.label()))
+    {
+        results.push(perform(env, write, body).await);
+    }
+    let delivered = results
+        .iter()
+        .filter(|r| r.ok && !r.earlier)
+        .map(|r| r.destination.clone())
+        .collect();
+    let settle = LedgerRequest::Settle { attempt, delivered };
+    if ask_ledger(&namespace, &event.id, &settle).await.is_err() {
+        // The writes happened and the event is safe; only dedupe of a later repeat is at
+        // risk, and every destination tolerates a repeat (KV overwrites, origins get
+        // Idempotency-Key). The lease still runs out on its own.
+        console_error!(
+            "{}",
+            serde_json::json!({"level": "error", "msg": "stripe-edge ledger settle failed", "event_id": event.id})
+        );
+    }
+    Outcome::from_deliveries(event, results)
+}
+
+/// Sends one request to the ledger of `event_id` and returns its answer.
+async fn ask_ledger(
+    namespace: &ObjectNamespace,
+    event_id: &str,
+    request: &LedgerRequest,
+) -> worker::Result<Option<Claim>> {
+    let stub = namespace.id_from_name(event_id)?.get_stub()?;
+    let mut init = RequestInit::new();
+    init.with_method(Method::Post)
+        .with_body(Some(JsValue::from_str(&serde_json::to_string(request)?)));
+    let mut response = stub
+        .fetch_with_request(Request::new_with_init("https://ledger/", &init)?)
+        .await?;
+    if response.status_code() != 200 {
+        return Err(worker::Error::RustError(format!(
+            "ledger answered {}",
+            response.status_code()
+        )));
+    }
+    response.json().await
+}
+
+/// A random id for one delivery attempt, so the ledger can tell attempts apart.
+fn attempt_id() -> String {
+    let mut bytes = [0u8; 12];
+    // Without randomness every attempt shares one id; the lease then only protects against
+    // nothing, which is still safe (each destination tolerates a repeat).
+    let _ = getrandom::getrandom(&mut bytes);
+    hex::encode(bytes)
+}
+
+/// Where the ledger keeps its record inside each event's Durable Object.
+const RECORD_KEY: &str = "record";
+
+/// The dedupe ledger: one Durable Object per Stripe event id, holding a [`Record`]. It
+/// deletes itself [`RETENTION_MS`] after the event was first seen.
+#[durable_object(alarm)]
+pub struct EventLedger {
+    state: State,
+}
+
+impl DurableObject for EventLedger {
+    fn new(state: State, _env: Env) -> Self {
+        EventLedger { state }
+    }
+
+    async fn fetch(&self, mut req: Request) -> worker::Result<Response> {
+        let Ok(request) = req.json::<LedgerRequest>().await else {
+            return Response::error("not a ledger request", 400);
+        };
+        let storage = self.state.storage();
+        let stored: Option<String> = storage.get(RECORD_KEY).await?;
+        let mut record: Record = stored
+            .and_then(|text| serde_json::from_str(&text).ok())
+            .unwrap_or_default();
+        let first_time = record.first_seen_ms == 0;
+        let answer = record.apply(&request, Date::now().as_millis());
+        storage
+            .put(RECORD_KEY, serde_json::to_string(&record)?)
+            .await?;
+        if first_time {
+            storage
+                .set_alarm(Duration::from_millis(RETENTION_MS))
+                .await?;
+        }
+        Response::from_json(&answer)
+    }
+
+    async fn alarm(&self) -> worker::Result<Response> {
+        self.state.storage().delete_all().await?;
+        Response::empty()
     }
 }
 
@@ -138,11 +270,7 @@ async fn perform(env: &Env, write: &Write, body: &[u8]) -> DestinationResult {
             ..
         } => post_origin(url, headers, body, *timeout_seconds).await,
     };
-    DestinationResult {
-        destination: write.label().to_owned(),
-        ok: result.is_ok(),
-        error: result.err(),
-    }
+    DestinationResult::new(write.label(), result)
 }
 
 async fn put_kv(

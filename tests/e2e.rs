@@ -37,6 +37,7 @@ fn default_routes_reach_origin_and_kv_and_bad_deliveries_are_refused() {
     each_bad_delivery_has_its_own_code(&worker);
     a_failing_origin_gets_a_503_and_the_retry_succeeds(&worker, &origin);
     a_hanging_origin_times_out(&worker, &origin);
+    repeats_and_concurrent_arrivals_reach_each_destination_once(&worker, &origin);
     health_and_logs_hold_no_secrets(&worker);
 }
 
@@ -298,6 +299,67 @@ fn a_failing_origin_gets_a_503_and_the_retry_succeeds(worker: &Worker, origin: &
         worker.wait_for_log_line(|line| line["event_id"] == id.as_str() && line["status"] == 503);
     assert_eq!(failure["code"], "delivery_failed");
     assert_eq!(failure["destinations"][1]["error"], "http_500");
+}
+
+fn repeats_and_concurrent_arrivals_reach_each_destination_once(worker: &Worker, origin: &Origin) {
+    let fixture = FIXTURES
+        .iter()
+        .find(|f| f.event_type == "invoice.paid")
+        .expect("fixture");
+
+    // A plain repeat (Stripe resending a delivered event).
+    let id = new_event_id();
+    let now = now_seconds();
+    let body = fresh_event(fixture, &id, now);
+    let first = send_signed(&worker.webhook(), &secret(), now, &body).expect("sent");
+    assert_eq!(first.status, 200);
+    let repeat = send_signed(&worker.webhook(), &secret(), now_seconds(), &body).expect("sent");
+    assert_eq!(repeat.status, 200);
+    let answer: Value = serde_json::from_slice(&repeat.body).expect("json");
+    assert_eq!(
+        answer,
+        json!({"received": true, "id": id, "delivered": ["kv", "origin"], "duplicate": true})
+    );
+    assert_eq!(origin.received_for(&id).len(), 1);
+
+    // Eight copies at once while the origin is slow: one delivers, the others are told to
+    // come back (409) or, if they arrive after it finished, that it is a duplicate.
+    let id = new_event_id();
+    origin.slow(&id);
+    let now = now_seconds();
+    let body = fresh_event(fixture, &id, now);
+    let url = worker.webhook();
+    let statuses: Vec<u16> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..8)
+            .map(|_| {
+                scope.spawn(|| {
+                    send_signed(&url, &secret(), now, &body)
+                        .expect("sent")
+                        .status
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("thread"))
+            .collect()
+    });
+    assert!(
+        statuses.iter().all(|s| *s == 200 || *s == 409),
+        "{statuses:?}"
+    );
+    assert!(
+        statuses.contains(&409),
+        "the copies overlapped the slow delivery: {statuses:?}"
+    );
+    // Stripe retries the 409s later; every retry is then a duplicate.
+    for _ in statuses.iter().filter(|s| **s == 409) {
+        let retry = send_signed(&url, &secret(), now_seconds(), &body).expect("sent");
+        assert_eq!(retry.status, 200, "{}", retry.body_text());
+    }
+    assert_eq!(origin.received_for(&id).len(), 1, "one event, one delivery");
+    let busy = worker.wait_for_log_line(|l| l["event_id"] == id.as_str() && l["status"] == 409);
+    assert_eq!(busy["code"], "delivery_in_progress");
 }
 
 fn a_hanging_origin_times_out(worker: &Worker, origin: &Origin) {

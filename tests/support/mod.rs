@@ -269,6 +269,8 @@ fn quote(value: &str) -> String {
 
 /// The pseudo-status that makes the origin hang.
 const HANG: u16 = 0;
+/// The pseudo-status that makes the origin slow but successful.
+const SLOW: u16 = 1;
 
 /// Sends a POST whose body is chunked, without `Content-Length`, and returns the status
 /// the server answers with (or 0 when it closes without answering).
@@ -363,6 +365,12 @@ impl Origin {
         self.answer(event_id, HANG);
     }
 
+    /// From now on, answer requests for `event_id` with 200 after a second and a half, like
+    /// a slow but healthy origin.
+    pub fn slow(&self, event_id: &str) {
+        self.answer(event_id, SLOW);
+    }
+
     /// From now on, answer requests for `event_id` with `status`.
     pub fn answer(&self, event_id: &str, status: u16) {
         self.answers
@@ -423,6 +431,12 @@ fn serve(stream: TcpStream, log: &Mutex<Vec<Received>>, rules: &Mutex<HashMap<St
         thread::sleep(Duration::from_secs(60));
         return;
     }
+    let status = if status == SLOW {
+        thread::sleep(Duration::from_millis(1500));
+        200
+    } else {
+        status
+    };
     let mut stream = stream;
     let _ = write!(
         stream,
