@@ -8,6 +8,7 @@ use serde::{Deserialize, Deserializer};
 use serde_json::value::RawValue;
 use serde_json::Value;
 
+use crate::normalize::{ObjectFields, Summary};
 use crate::outcome::Rejection;
 use crate::signature::Verified;
 use crate::time::parse_rfc3339_seconds;
@@ -52,6 +53,8 @@ pub struct StripeEvent<'b> {
     pub account: Option<String>,
     pub object_type: Option<String>,
     pub object_id: Option<String>,
+    /// Amount, currency, status and customer, where `data.object` has them.
+    pub summary: Summary,
     /// `data.object` as sent, for snapshot events; `None` for thin ones.
     pub data: Option<&'b RawValue>,
     pub previous_attributes: Option<&'b RawValue>,
@@ -133,15 +136,6 @@ struct ThinRequest {
     idempotency_key: Option<String>,
 }
 
-/// The two fields of `data.object` that name it; anything of another type counts as absent.
-#[derive(Deserialize)]
-struct ObjectName {
-    #[serde(default, deserialize_with = "lenient")]
-    object: Option<String>,
-    #[serde(default, deserialize_with = "lenient")]
-    id: Option<String>,
-}
-
 /// Reads a field as `T` when it has that type, and as absent otherwise, so one oddly typed
 /// field in an API object never makes a genuine event unreadable.
 pub(crate) fn lenient<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
@@ -176,7 +170,8 @@ pub fn parse<'b>(verified: &Verified<'b>) -> Result<StripeEvent<'b>, Rejection> 
             let data = envelope.data.ok_or(Rejection::NotAnEvent)?;
             let object = data.object.filter(|raw| raw.get().starts_with('{'));
             let object = object.ok_or(Rejection::NotAnEvent)?;
-            let name: ObjectName =
+            // The one pass over `data.object`: its name and its summary fields.
+            let fields: ObjectFields =
                 serde_json::from_str(object.get()).map_err(|_| Rejection::NotAnEvent)?;
             let (request_id, idempotency_key) = match envelope.request {
                 Some(RequestField::Id(id)) => (Some(id), None),
@@ -194,8 +189,9 @@ pub fn parse<'b>(verified: &Verified<'b>) -> Result<StripeEvent<'b>, Rejection> 
                 livemode,
                 api_version: envelope.api_version,
                 account: envelope.account,
-                object_type: name.object,
-                object_id: name.id,
+                summary: fields.summary(),
+                object_type: fields.object,
+                object_id: fields.id,
                 data: Some(object),
                 previous_attributes: data.previous_attributes.filter(|raw| raw.get() != "null"),
                 request_id,
@@ -224,6 +220,7 @@ pub fn parse<'b>(verified: &Verified<'b>) -> Result<StripeEvent<'b>, Rejection> 
                 account: envelope.context,
                 object_type,
                 object_id,
+                summary: Summary::default(),
                 data: None,
                 previous_attributes: None,
                 request_id,

@@ -46,7 +46,7 @@ pub struct RequestRef {
 
 /// The few fields most consumers look for first, lifted out of `data` when the object has
 /// them; always present, `null` when it does not.
-#[derive(Debug, Default, Serialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
 pub struct Summary {
     pub amount: Option<i64>,
     pub currency: Option<String>,
@@ -54,10 +54,15 @@ pub struct Summary {
     pub customer: Option<String>,
 }
 
-/// The fields of `data.object` the summary reads. Payment intents, charges, transfers and
+/// The fields of `data.object` the pipeline reads, taken in the one pass over it: its name
+/// (`object`, `id`) and what the summary lifts. Payment intents, charges, transfers and
 /// refunds carry `amount`; Checkout Sessions `amount_total`; invoices `total`.
 #[derive(Deserialize, Default)]
-struct SummaryFields {
+pub struct ObjectFields {
+    #[serde(default, deserialize_with = "lenient")]
+    pub object: Option<String>,
+    #[serde(default, deserialize_with = "lenient")]
+    pub id: Option<String>,
     #[serde(default, deserialize_with = "lenient")]
     amount: Option<i64>,
     #[serde(default, deserialize_with = "lenient")]
@@ -80,25 +85,19 @@ enum Customer {
     Expanded { id: String },
 }
 
-impl Summary {
-    pub fn of(
-        object_type: Option<&str>,
-        object_id: Option<&str>,
-        data: Option<&RawValue>,
-    ) -> Summary {
-        let fields: SummaryFields = data
-            .and_then(|raw| serde_json::from_str(raw.get()).ok())
-            .unwrap_or_default();
+impl ObjectFields {
+    /// The summary of the object these fields came from.
+    pub fn summary(&self) -> Summary {
         // A customer object is its own customer.
-        let customer = match fields.customer {
-            Some(Customer::Id(id) | Customer::Expanded { id }) => Some(id),
-            None if object_type == Some("customer") => object_id.map(str::to_owned),
+        let customer = match &self.customer {
+            Some(Customer::Id(id) | Customer::Expanded { id }) => Some(id.clone()),
+            None if self.object.as_deref() == Some("customer") => self.id.clone(),
             None => None,
         };
         Summary {
-            amount: fields.amount.or(fields.amount_total).or(fields.total),
-            currency: fields.currency,
-            status: fields.status,
+            amount: self.amount.or(self.amount_total).or(self.total),
+            currency: self.currency.clone(),
+            status: self.status.clone(),
             customer,
         }
     }
@@ -107,11 +106,6 @@ impl Summary {
 /// Builds the normalized event. `routes` names the rules that matched and `received_at`
 /// is the worker's clock, in unix seconds.
 pub fn normalize(event: StripeEvent<'_>, routes: Vec<String>, received_at: i64) -> Normalized<'_> {
-    let summary = Summary::of(
-        event.object_type.as_deref(),
-        event.object_id.as_deref(),
-        event.data,
-    );
     Normalized {
         schema: SCHEMA,
         id: event.id,
@@ -131,7 +125,7 @@ pub fn normalize(event: StripeEvent<'_>, routes: Vec<String>, received_at: i64) 
             id: event.request_id,
             idempotency_key: event.idempotency_key,
         },
-        summary,
+        summary: event.summary,
         received_at,
         route: routes,
     }
@@ -149,7 +143,9 @@ mod tests {
 
     fn event(data: &RawValue) -> StripeEvent<'_> {
         let value: Value = serde_json::from_str(data.get()).expect("json");
+        let fields: ObjectFields = serde_json::from_str(data.get()).expect("object");
         StripeEvent {
+            summary: fields.summary(),
             id: "evt_1".into(),
             event_type: "invoice.paid".into(),
             kind: EventKind::Snapshot,
@@ -255,11 +251,8 @@ mod tests {
             (r#"{"object": "thing"}"#, Summary::default()),
         ];
         for (text, expected) in cases {
-            let data = raw(text);
-            let value: Value = serde_json::from_str(text).expect("json");
-            let object_type = value.get("object").and_then(Value::as_str);
-            let id = value.get("id").and_then(Value::as_str);
-            assert_eq!(Summary::of(object_type, id, Some(data)), expected, "{text}");
+            let fields: ObjectFields = serde_json::from_str(text).expect("object");
+            assert_eq!(fields.summary(), expected, "{text}");
         }
     }
 }

@@ -10,7 +10,7 @@ use crate::event;
 use crate::normalize::{normalize, SCHEMA};
 use crate::outcome::{EventRef, Rejection};
 use crate::route::Destination;
-use crate::signature::verify;
+use crate::signature::{verify_with_tags, TAG_BYTES};
 
 /// The paths the worker serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -107,16 +107,29 @@ pub fn decide(
     body: &[u8],
     now: i64,
 ) -> Result<Decision, Rejection> {
+    decide_with_tags(config, signature_header, body, now, None)
+}
+
+/// [`decide`], with the signature tags optionally computed by the caller (see
+/// [`verify_with_tags`]).
+pub fn decide_with_tags(
+    config: &Config,
+    signature_header: Option<&str>,
+    body: &[u8],
+    now: i64,
+    tags: Option<&[[u8; TAG_BYTES]]>,
+) -> Result<Decision, Rejection> {
     if body.len() > config.max_body_bytes {
         return Err(Rejection::PayloadTooLarge);
     }
 
-    let verified = verify(
+    let verified = verify_with_tags(
         signature_header,
         body,
         &config.secrets,
         config.tolerance_seconds,
         now,
+        tags,
     )?;
     let event = event::parse(&verified)?;
 
@@ -251,7 +264,7 @@ pub fn health(config: &Result<Config, Vec<String>>, kv_bound: bool) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::signature::SigningSecret;
+    use crate::signature::{verify, SigningSecret};
     use std::collections::HashMap;
 
     const NOW: i64 = 1_796_042_096;

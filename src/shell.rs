@@ -8,8 +8,10 @@ use std::time::Duration;
 
 use futures_util::future::{select, Either};
 use futures_util::StreamExt;
-use worker::js_sys::{Reflect, JSON};
+use wasm_bindgen::JsCast;
+use worker::js_sys::{global, Array, Function, Object, Promise, Reflect, Uint8Array, JSON};
 use worker::wasm_bindgen::JsValue;
+use worker::wasm_bindgen_futures::JsFuture;
 use worker::{
     console_error, console_log, durable_object, event, AbortController, Context, Date, Delay,
     DurableObject, Env, Fetch, Headers, Method, ObjectNamespace, Request, RequestInit,
@@ -20,6 +22,7 @@ use crate::config::{names, Config};
 use crate::ledger::{Claim, LedgerRequest, Record, RETENTION_MS};
 use crate::outcome::{DestinationResult, EventRef, Outcome, Rejection};
 use crate::pipeline::{self, Decision, Endpoint, KvMetadata, Write};
+use crate::signature::{parse_header, TAG_BYTES};
 
 /// The KV namespace binding named in `wrangler.toml`.
 const KV_BINDING: &str = "EVENTS";
@@ -81,7 +84,8 @@ async fn webhook(req: &mut Request, env: &Env, config: &Config, started_ms: u64)
     let signature = header(req, "stripe-signature");
     let now = i64::try_from(started_ms / 1000).unwrap_or(i64::MAX);
 
-    match pipeline::decide(config, signature.as_deref(), &body, now) {
+    let tags = web_crypto_tags(config, signature.as_deref(), &body).await;
+    match pipeline::decide_with_tags(config, signature.as_deref(), &body, now, tags.as_deref()) {
         Err(rejection) => Outcome::rejected(rejection),
         Ok(Decision::Ignore(event)) => Outcome::Ignored { event },
         Ok(Decision::Deliver {
@@ -226,6 +230,68 @@ impl DurableObject for EventLedger {
     }
 }
 
+/// Bodies at least this large are hashed by the runtime's Web Crypto instead of in wasm:
+/// below it, the two promise round trips cost more than the hashing they save.
+const WEB_CRYPTO_MIN_BYTES: usize = 64 * 1024;
+
+/// For a large body, the expected `v1` tag under each secret, computed by `crypto.subtle`
+/// (native code) rather than by the pure-Rust HMAC in wasm. `None` leaves the hashing to the
+/// core: for small bodies, unparsable headers, or if Web Crypto fails for any reason.
+async fn web_crypto_tags(
+    config: &Config,
+    signature: Option<&str>,
+    body: &[u8],
+) -> Option<Vec<[u8; TAG_BYTES]>> {
+    if body.len() < WEB_CRYPTO_MIN_BYTES || body.len() > config.max_body_bytes {
+        return None;
+    }
+    let parsed = parse_header(signature?).ok()?;
+    let mut message = Vec::with_capacity(parsed.timestamp_text.len() + 1 + body.len());
+    message.extend_from_slice(parsed.timestamp_text.as_bytes());
+    message.push(b'.');
+    message.extend_from_slice(body);
+    let message = Uint8Array::from(message.as_slice());
+
+    let subtle = Reflect::get(
+        &Reflect::get(&global(), &"crypto".into()).ok()?,
+        &"subtle".into(),
+    )
+    .ok()?;
+    let import_key: Function = Reflect::get(&subtle, &"importKey".into())
+        .ok()?
+        .dyn_into()
+        .ok()?;
+    let sign: Function = Reflect::get(&subtle, &"sign".into())
+        .ok()?
+        .dyn_into()
+        .ok()?;
+    let algorithm = Object::new();
+    Reflect::set(&algorithm, &"name".into(), &"HMAC".into()).ok()?;
+    Reflect::set(&algorithm, &"hash".into(), &"SHA-256".into()).ok()?;
+    let usages = Array::of1(&"sign".into());
+
+    let mut tags = Vec::with_capacity(config.secrets.len());
+    for secret in &config.secrets {
+        let key_bytes: JsValue = Uint8Array::from(secret.key()).into();
+        let import_args = Array::of5(
+            &"raw".into(),
+            &key_bytes,
+            &algorithm,
+            &false.into(),
+            &usages,
+        );
+        let key = await_promise(import_key.apply(&subtle, &import_args).ok()?).await?;
+        let signed =
+            await_promise(sign.call3(&subtle, &"HMAC".into(), &key, &message).ok()?).await?;
+        tags.push(Uint8Array::new(&signed).to_vec().try_into().ok()?);
+    }
+    Some(tags)
+}
+
+async fn await_promise(value: JsValue) -> Option<JsValue> {
+    JsFuture::from(value.dyn_into::<Promise>().ok()?).await.ok()
+}
+
 /// Reads the body stream, keeping at most `max_bytes`: once a body sent without
 /// `Content-Length` passes the limit, the rest is read and dropped and the answer is 413, so
 /// the worker never holds more than the limit in memory.
@@ -310,7 +376,7 @@ async fn post_origin(
         .with_headers(request_headers)
         // A redirect answer is not a delivery: POST bodies must not be replayed elsewhere.
         .with_redirect(RequestRedirect::Manual)
-        .with_body(Some(worker::js_sys::Uint8Array::from(body).into()));
+        .with_body(Some(Uint8Array::from(body).into()));
     let request = Request::new_with_init(url, &init).map_err(|_| "bad_url".to_owned())?;
 
     // Race the request against its timeout; a late origin is aborted and counts as failed.

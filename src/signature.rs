@@ -19,7 +19,7 @@ use crate::outcome::Rejection;
 type HmacSha256 = Hmac<Sha256>;
 
 /// Length in bytes of an HMAC-SHA256 tag, the decoded form of a `v1` value.
-const TAG_BYTES: usize = 32;
+pub const TAG_BYTES: usize = 32;
 
 /// Longest `t` accepted, in decimal digits; more cannot be a unix time in seconds and could
 /// overflow the arithmetic that follows.
@@ -87,7 +87,8 @@ impl SigningSecret {
         (secrets, problems)
     }
 
-    fn key(&self) -> &[u8] {
+    /// The HMAC key: the whole secret text, prefix included, as Stripe uses it.
+    pub fn key(&self) -> &[u8] {
         self.value.as_bytes()
     }
 
@@ -216,6 +217,21 @@ pub fn verify<'b>(
     tolerance_seconds: i64,
     now: i64,
 ) -> Result<Verified<'b>, Rejection> {
+    verify_with_tags(header, body, secrets, tolerance_seconds, now, None)
+}
+
+/// [`verify`], with the expected tags optionally computed elsewhere: `tags[i]` must be the
+/// HMAC of `"{t}.{body}"` under `secrets[i]`, with `t` exactly as [`parse_header`] returns it.
+/// The wasm shell uses this to hash large bodies with the runtime's native Web Crypto; a
+/// list of the wrong length is ignored and the tags are computed here.
+pub fn verify_with_tags<'b>(
+    header: Option<&str>,
+    body: &'b [u8],
+    secrets: &[SigningSecret],
+    tolerance_seconds: i64,
+    now: i64,
+    tags: Option<&[[u8; TAG_BYTES]]>,
+) -> Result<Verified<'b>, Rejection> {
     if secrets.is_empty() {
         return Err(Rejection::SecretMissing);
     }
@@ -226,8 +242,12 @@ pub fn verify<'b>(
     let parsed = parse_header(header)?;
 
     // One HMAC per secret, compared against every v1; any pair may match.
-    let matched = secrets.iter().any(|secret| {
-        let expected = tag(secret.key(), parsed.timestamp_text, body);
+    let tags = tags.filter(|tags| tags.len() == secrets.len());
+    let matched = secrets.iter().enumerate().any(|(index, secret)| {
+        let expected = match tags {
+            Some(tags) => tags[index],
+            None => tag(secret.key(), parsed.timestamp_text, body),
+        };
         parsed
             .v1
             .iter()
@@ -312,6 +332,23 @@ mod tests {
             check(&header, body, &["whsec_other"]),
             Err(Rejection::SignatureMismatch)
         );
+    }
+
+    #[test]
+    fn precomputed_tags_are_used_only_when_there_is_one_per_secret() {
+        let body = b"{}";
+        let header = header_for(SECRET, NOW, body);
+        let keys = secrets(&[SECRET]);
+        let right = tag(SECRET.as_bytes(), &NOW.to_string(), body);
+        let check = |tags: Option<&[[u8; TAG_BYTES]]>| {
+            verify_with_tags(Some(&header), body, &keys, 300, NOW, tags).map(|v| v.timestamp())
+        };
+        assert_eq!(check(Some(&[right])), Ok(NOW));
+        assert_eq!(
+            check(Some(&[[0; TAG_BYTES]])),
+            Err(Rejection::SignatureMismatch)
+        );
+        assert_eq!(check(Some(&[])), Ok(NOW), "a wrong-length list is ignored");
     }
 
     #[test]
