@@ -10,6 +10,9 @@ pub const DEFAULT_MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
 pub const DEFAULT_KV_TTL_SECONDS: u64 = 30 * 24 * 60 * 60;
 /// Per attempt; Stripe itself waits only a short while for the worker's answer.
 pub const DEFAULT_ORIGIN_TIMEOUT_SECONDS: u64 = 10;
+/// The dedupe lease (`ledger::LEASE_MS`, 45 s) must outlast a whole attempt, whose
+/// destinations are written concurrently, so one origin request may take at most this long.
+pub const MAX_ORIGIN_TIMEOUT_SECONDS: u64 = 30;
 /// Cloudflare KV refuses an `expirationTtl` below 60 seconds.
 const MIN_KV_TTL_SECONDS: u64 = 60;
 
@@ -86,6 +89,12 @@ impl Config {
             1,
             &mut problems,
         );
+        if origin_timeout_seconds > MAX_ORIGIN_TIMEOUT_SECONDS {
+            problems.push(format!(
+                "{}: at most {MAX_ORIGIN_TIMEOUT_SECONDS}, so an attempt ends before its dedupe lease",
+                names::ORIGIN_TIMEOUT_SECONDS
+            ));
+        }
         let kv_ttl_seconds = number(
             &get,
             names::KV_TTL_SECONDS,
@@ -187,15 +196,17 @@ mod tests {
             ("STRIPE_TOLERANCE_SECONDS", "-1"),
             ("MAX_BODY_BYTES", "lots"),
             ("KV_TTL_SECONDS", "10"),
+            ("ORIGIN_TIMEOUT_SECONDS", "31"),
             ("ORIGIN_URL", "ftp://secret-host/"),
             ("ROUTES", "not json"),
             ("STRIPE_WEBHOOK_SECRET", "whsec_do_not_print"),
         ])
         .expect_err("invalid");
-        assert_eq!(problems.len(), 5, "{problems:?}");
+        assert_eq!(problems.len(), 6, "{problems:?}");
         for (problem, name) in problems.iter().zip([
             "STRIPE_TOLERANCE_SECONDS",
             "MAX_BODY_BYTES",
+            "ORIGIN_TIMEOUT_SECONDS",
             "KV_TTL_SECONDS",
             "ORIGIN_URL",
             "ROUTES",

@@ -6,7 +6,7 @@
 use std::pin::pin;
 use std::time::Duration;
 
-use futures_util::future::{select, Either};
+use futures_util::future::{join_all, select, Either};
 use futures_util::StreamExt;
 use wasm_bindgen::JsCast;
 use worker::js_sys::{global, Array, Function, Object, Promise, Reflect, Uint8Array, JSON};
@@ -101,10 +101,7 @@ async fn webhook(req: &mut Request, env: &Env, config: &Config, started_ms: u64)
 /// duplicate out while this attempt runs; without it, every destination gets every delivery.
 async fn deliver(env: &Env, event: EventRef, body: &[u8], writes: &[Write]) -> Outcome {
     let Ok(namespace) = env.durable_object(LEDGER_BINDING) else {
-        let mut results = Vec::with_capacity(writes.len());
-        for write in writes {
-            results.push(perform(env, write, body).await);
-        }
+        let results = join_all(writes.iter().map(|write| perform(env, write, body))).await;
         return Outcome::from_deliveries(event, results);
     };
 
@@ -128,16 +125,16 @@ async fn deliver(env: &Env, event: EventRef, body: &[u8], writes: &[Write]) -> O
         }
     };
 
+    // The pending destinations are written concurrently, so an attempt lasts about as long
+    // as its slowest destination, well inside the lease.
     let mut results: Vec<DestinationResult> = already
         .iter()
         .map(|d| DestinationResult::earlier(d))
         .collect();
-    for write in writes
+    let to_write = writes
         .iter()
-        .filter(|w| pending.iter().any(|p| p == w.label()))
-    {
-        results.push(perform(env, write, body).await);
-    }
+        .filter(|w| pending.iter().any(|p| p == w.label()));
+    results.extend(join_all(to_write.map(|write| perform(env, write, body))).await);
     let delivered = results
         .iter()
         .filter(|r| r.ok && !r.earlier)
