@@ -334,6 +334,17 @@ pub struct Origin {
     pub url: String,
     received: Arc<Mutex<Vec<Received>>>,
     answers: Arc<Mutex<HashMap<String, u16>>>,
+    faults: Arc<Faults>,
+}
+
+/// Injected failures: the first attempt for `percent` % of event ids (chosen by a hash of
+/// the id) fails with a 500, a 429 with `Retry-After`, or a connection closed without an
+/// answer. `accepted` counts, per id, the requests answered 200.
+#[derive(Default)]
+pub struct Faults {
+    percent: AtomicUsize,
+    attempts: Mutex<HashMap<String, usize>>,
+    accepted: Mutex<HashMap<String, usize>>,
 }
 
 impl Origin {
@@ -345,18 +356,30 @@ impl Origin {
         );
         let received = Arc::new(Mutex::new(Vec::new()));
         let answers = Arc::new(Mutex::new(HashMap::new()));
-        let (log, rules) = (received.clone(), answers.clone());
+        let faults = Arc::new(Faults::default());
+        let (log, rules, injected) = (received.clone(), answers.clone(), faults.clone());
         thread::spawn(move || {
             for stream in listener.incoming().flatten() {
-                let (log, rules) = (log.clone(), rules.clone());
-                thread::spawn(move || serve(stream, &log, &rules));
+                let (log, rules, injected) = (log.clone(), rules.clone(), injected.clone());
+                thread::spawn(move || serve(stream, &log, &rules, &injected));
             }
         });
         Origin {
             url,
             received,
             answers,
+            faults,
         }
+    }
+
+    /// From now on, fail the first attempt of `percent` % of event ids (see [`Faults`]).
+    pub fn inject_faults(&self, percent: usize) {
+        self.faults.percent.store(percent, Ordering::Relaxed);
+    }
+
+    /// How many requests for each event id were answered 200.
+    pub fn accepted(&self) -> HashMap<String, usize> {
+        self.faults.accepted.lock().expect("lock").clone()
     }
 
     /// From now on, hold requests for `event_id` for a minute before answering, like an
@@ -391,7 +414,12 @@ impl Origin {
     }
 }
 
-fn serve(stream: TcpStream, log: &Mutex<Vec<Received>>, rules: &Mutex<HashMap<String, u16>>) {
+fn serve(
+    stream: TcpStream,
+    log: &Mutex<Vec<Received>>,
+    rules: &Mutex<HashMap<String, u16>>,
+    faults: &Faults,
+) {
     let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
     let mut reader = BufReader::new(match stream.try_clone() {
         Ok(s) => s,
@@ -422,11 +450,37 @@ fn serve(stream: TcpStream, log: &Mutex<Vec<Received>>, rules: &Mutex<HashMap<St
         headers,
         body,
     };
-    let status = received
+    let id = received
         .header("Stripe-Edge-Event-Id")
-        .and_then(|id| rules.lock().ok()?.get(id).copied())
-        .unwrap_or(200);
+        .unwrap_or_default()
+        .to_owned();
+    let mut status = rules.lock().expect("lock").get(&id).copied().unwrap_or(200);
+    let attempt = {
+        let mut attempts = faults.attempts.lock().expect("lock");
+        let count = attempts.entry(id.clone()).or_default();
+        *count += 1;
+        *count
+    };
+    let hash = id
+        .bytes()
+        .fold(7usize, |h, b| h.wrapping_mul(31).wrapping_add(b as usize));
+    let faulty = attempt == 1 && hash % 100 < faults.percent.load(Ordering::Relaxed);
     log.lock().expect("lock").push(received);
+    let mut stream = stream;
+    if faulty {
+        match hash / 100 % 3 {
+            0 => status = 500,
+            1 => {
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 429 Too Many Requests\r\nRetry-After: 1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                );
+                return;
+            }
+            // A reset: the connection closes without an answer.
+            _ => return,
+        }
+    }
     if status == HANG {
         thread::sleep(Duration::from_secs(60));
         return;
@@ -437,11 +491,13 @@ fn serve(stream: TcpStream, log: &Mutex<Vec<Received>>, rules: &Mutex<HashMap<St
     } else {
         status
     };
-    let mut stream = stream;
-    let _ = write!(
+    let answered = write!(
         stream,
         "HTTP/1.1 {status} Status\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
     );
+    if status == 200 && answered.is_ok() {
+        *faults.accepted.lock().expect("lock").entry(id).or_default() += 1;
+    }
 }
 
 /// Path of the sender binary built alongside the tests.
