@@ -12,5 +12,10 @@ if [ ! -f .dev.vars ]; then
 fi
 # Build the offline sender now so `cargo run --bin stripe-edge -- trigger ...` is instant.
 cargo build --quiet --bin stripe-edge
-echo "==> serving on http://127.0.0.1:8787/webhook (send events with: cargo run --bin stripe-edge -- trigger --all)"
-exec wrangler dev --ip 127.0.0.1 --port 8787 "$@"
+echo "==> serving the worker (default http://127.0.0.1:8787/webhook); send events with: cargo run --bin stripe-edge -- trigger --all"
+# 8787 unless the caller passes its own --port.
+port_args=(--port 8787)
+for arg in "$@"; do
+  case "$arg" in --port|--port=*) port_args=() ;; esac
+done
+exec wrangler dev --ip 127.0.0.1 "${port_args[@]}" "$@"

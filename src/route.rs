@@ -4,6 +4,7 @@
 //! New Stripe event types need no code: they are matched by the same patterns.
 
 use serde::Deserialize;
+use sha2::{Digest, Sha256};
 
 /// The rule set used when `ROUTES` is not set: every event to every destination.
 pub const DEFAULT_ROUTES: &str = r#"[{"name":"all","events":["*"],"to":["kv","origin"]}]"#;
@@ -191,44 +192,76 @@ impl Routes {
     }
 }
 
-/// Checks that `url` is an absolute http(s) URL with a host and returns its label,
-/// `origin:<host[:port]>`, which leaves out credentials, path and query.
+/// Checks that `url` is an absolute http(s) URL with a valid host and no credentials, and
+/// returns its label, `origin:<host[:port]>#<8 hex>`. The suffix is a digest of the whole URL,
+/// so two URLs on one host stay two destinations (the dedupe ledger keys on labels) while
+/// the label still shows nothing of the path or query, which may hold a token.
+///
+/// Fails with a message that quotes no part of the URL but its scheme.
 pub fn origin_label(url: &str) -> Result<String, String> {
     let rest = url
         .strip_prefix("https://")
         .or_else(|| url.strip_prefix("http://"))
         .ok_or_else(|| {
-            format!(
-                "destination {:?} is not kv, origin or an http(s) URL",
-                redact_url(url)
-            )
+            // A short word without URL punctuation is a typo like "KV", safe to quote.
+            let quoted = url.len() <= 32 && !url.contains([':', '/', '@', '?']);
+            let shown = if quoted {
+                format!(" {url:?}")
+            } else {
+                String::new()
+            };
+            format!("destination{shown} is not kv, origin or an http(s) URL")
         })?;
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
-    let host = authority.rsplit('@').next().unwrap_or_default();
-    let host_ok = !host.is_empty()
-        && !host.starts_with(':')
-        && host
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b".-:[]_".contains(&b));
-    if host_ok {
-        Ok(format!("origin:{host}"))
-    } else {
-        Err(format!("URL {:?} has no valid host", redact_url(url)))
+    // Userinfo ends at the `@` before the first `/`; a `?` or `#` inside a password would
+    // otherwise hide it, so the whole span up to the first `/` is checked.
+    let before_path = rest.split('/').next().unwrap_or_default();
+    if before_path.contains('@') {
+        return Err(
+            "a URL carries credentials (user:password@), which are never sent; put \
+                    the token in the path or query instead"
+                .to_owned(),
+        );
     }
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    if !is_host_and_port(authority) {
+        return Err("a URL has no valid host[:port]".to_owned());
+    }
+    let digest = Sha256::digest(url.as_bytes());
+    Ok(format!("origin:{authority}#{}", hex::encode(&digest[..4])))
 }
 
-/// A URL cut to its scheme and host, for messages: path, query and credentials can hold
-/// tokens.
-fn redact_url(url: &str) -> String {
-    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
-    let host = authority.rsplit('@').next().unwrap_or_default();
-    let host: String = host.chars().take(64).collect();
-    if scheme.is_empty() {
-        "<not a URL>".to_owned()
-    } else {
-        format!("{}://{host}/…", scheme.chars().take(10).collect::<String>())
-    }
+/// `host`, `host:port`, `[v6]` or `[v6]:port`, with a DNS name or address as host.
+fn is_host_and_port(authority: &str) -> bool {
+    let (host, port) = match authority.strip_prefix('[') {
+        Some(bracketed) => match bracketed.split_once(']') {
+            Some((v6, after))
+                if !v6.is_empty()
+                    && v6
+                        .bytes()
+                        .all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.') =>
+            {
+                match after {
+                    "" => (v6, None),
+                    _ => match after.strip_prefix(':') {
+                        Some(port) => (v6, Some(port)),
+                        None => return false,
+                    },
+                }
+            }
+            _ => return false,
+        },
+        None => match authority.split_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (authority, None),
+        },
+    };
+    let host_ok = authority.starts_with('[')
+        || (!host.is_empty()
+            && host
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b)));
+    let port_ok = port.is_none_or(|p| p.parse::<u16>().is_ok_and(|n| n > 0));
+    host_ok && port_ok
 }
 
 #[cfg(test)]
@@ -280,7 +313,12 @@ mod tests {
         let matched = routes.matching("invoice.paid");
         assert_eq!(matched.rule_names, vec!["billing", "paid"]);
         let labels: Vec<&str> = matched.destinations.iter().map(|d| d.label()).collect();
-        assert_eq!(labels, vec!["kv", "origin", "origin:audit.example.com"]);
+        assert_eq!(labels.len(), 3);
+        assert_eq!(labels[..2], ["kv", "origin"]);
+        assert!(
+            labels[2].starts_with("origin:audit.example.com#"),
+            "{labels:?}"
+        );
         assert!(routes.matching("customer.created").destinations.is_empty());
     }
 
@@ -324,12 +362,36 @@ mod tests {
     }
 
     #[test]
-    fn origin_labels_leave_out_secrets() {
-        assert_eq!(
-            origin_label("https://u:p@hooks.example.com:8443/a?k=v").as_deref(),
-            Ok("origin:hooks.example.com:8443")
+    fn origin_labels_leave_out_secrets_and_tell_urls_apart() {
+        let label = origin_label("https://hooks.example.com:8443/a?k=v").expect("valid");
+        assert!(
+            label.starts_with("origin:hooks.example.com:8443#"),
+            "{label}"
         );
-        assert!(origin_label("http://").is_err());
-        assert!(origin_label("mailto:x").is_err());
+        assert_eq!(label.len(), "origin:hooks.example.com:8443#".len() + 8);
+        let other = origin_label("https://hooks.example.com:8443/b?k=v").expect("valid");
+        assert_ne!(label, other, "two paths on one host are two destinations");
+        assert!(origin_label("http://[::1]:9/x").is_ok());
+        for bad in [
+            "http://",
+            "mailto:x",
+            "http://usr:pa?ss@127.0.0.1:9201/ok",
+            "http://usr:pa#ss@127.0.0.1:9202/ok",
+            "https://u:p@hooks.example.com/a",
+            "http://host:port/",
+            "http://host:0/",
+            "http://ho st/",
+            "http://[zz]/",
+        ] {
+            let problem = origin_label(bad).expect_err(bad);
+            assert!(
+                !problem.contains("pa") || problem.contains("path"),
+                "{problem}"
+            );
+            assert!(
+                !problem.contains("usr") && !problem.contains("hooks"),
+                "{problem}"
+            );
+        }
     }
 }

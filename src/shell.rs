@@ -135,6 +135,8 @@ async fn deliver(env: &Env, event: EventRef, body: &[u8], writes: &[Write]) -> O
         .iter()
         .filter(|w| pending.iter().any(|p| p == w.label()));
     results.extend(join_all(to_write.map(|write| perform(env, write, body))).await);
+    // Report in the routes' order, whichever attempt delivered where.
+    results.sort_by_key(|r| writes.iter().position(|w| w.label() == r.destination));
     let delivered = results
         .iter()
         .filter(|r| r.ok && !r.earlier)
