@@ -18,7 +18,7 @@ started=$(date +%s)
 loadavg_start=$(cut -d' ' -f1-3 /proc/loadavg)
 
 echo "==> building the worker (wasm32, release)"
-worker-build --release
+scripts/build.sh
 
 echo "==> events at 1 KiB, 10 KiB, 100 KiB and 1 MiB"
 node bench/payloads.mjs "$OUT/payloads"

@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 source scripts/env.sh
-worker-build --release
+scripts/build.sh
 STRIPE_EDGE_SOAK_EVENTS="${STRIPE_EDGE_SOAK_EVENTS:-10000}" \
 STRIPE_EDGE_SOAK_CONCURRENCY="${STRIPE_EDGE_SOAK_CONCURRENCY:-50}" \
   cargo test --locked --test soak -- --nocapture

@@ -13,7 +13,7 @@ cargo clippy --all-targets --locked -- -D warnings
 cargo clippy --lib --target wasm32-unknown-unknown --locked -- -D warnings
 
 echo "==> building the worker (wasm32, release) and checking the deploy bundle"
-worker-build --release
+scripts/build.sh
 wrangler deploy --dry-run --outdir target/deploy-dry-run
 
 # The gzipped wasm must stay far below the 3 MiB free-plan limit: it is fetched on every
