@@ -180,8 +180,8 @@ async fn ask_ledger(
 /// A random id for one delivery attempt, so the ledger can tell attempts apart.
 fn attempt_id() -> String {
     let mut bytes = [0u8; 12];
-    // Without randomness every attempt shares one id; the lease then only protects against
-    // nothing, which is still safe (each destination tolerates a repeat).
+    // Should randomness fail, every attempt shares one id and a concurrent copy may take
+    // over the lease; that is still safe, as each destination tolerates a repeat.
     let _ = getrandom::getrandom(&mut bytes);
     hex::encode(bytes)
 }

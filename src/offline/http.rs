@@ -71,13 +71,18 @@ pub struct HttpResponse {
     pub body: Vec<u8>,
 }
 
+/// The first header called `name` (compared without case) in a parsed header list.
+pub fn find_header<'h>(headers: &'h [(String, String)], name: &str) -> Option<&'h str> {
+    headers
+        .iter()
+        .find(|(key, _)| key.eq_ignore_ascii_case(name))
+        .map(|(_, value)| value.as_str())
+}
+
 impl HttpResponse {
     /// The first header with this name, compared without case.
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(key, _)| key.eq_ignore_ascii_case(name))
-            .map(|(_, value)| value.as_str())
+        find_header(&self.headers, name)
     }
 
     pub fn body_text(&self) -> String {
@@ -139,13 +144,9 @@ fn read_response(mut reader: impl BufRead) -> io::Result<HttpResponse> {
         .ok_or_else(|| bad("no HTTP status line"))?;
 
     let (headers, _) = read_headers(&mut reader)?;
-    let chunked = headers.iter().any(|(k, v)| {
-        k.eq_ignore_ascii_case("transfer-encoding") && v.eq_ignore_ascii_case("chunked")
-    });
-    let length = headers
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
-        .and_then(|(_, v)| v.parse::<usize>().ok());
+    let chunked = find_header(&headers, "transfer-encoding")
+        .is_some_and(|v| v.eq_ignore_ascii_case("chunked"));
+    let length = find_header(&headers, "content-length").and_then(|v| v.parse::<usize>().ok());
     // Servers may keep the connection open despite `Connection: close`, so read exactly
     // the announced length rather than waiting for the end of the stream.
     let body = match (chunked, length) {

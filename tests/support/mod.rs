@@ -20,7 +20,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use stripe_edge::offline::http::{read_headers, request, HttpResponse};
+use stripe_edge::offline::http::{find_header, read_headers, request, HttpResponse};
 
 const STARTUP_LIMIT: Duration = Duration::from_secs(180);
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
@@ -317,10 +317,7 @@ pub struct Received {
 
 impl Received {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        find_header(&self.headers, name)
     }
 
     pub fn json(&self) -> Value {
@@ -435,10 +432,8 @@ fn serve(
     let Ok((headers, _)) = read_headers(&mut reader) else {
         return;
     };
-    let length = headers
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
-        .and_then(|(_, v)| v.parse::<usize>().ok())
+    let length = find_header(&headers, "content-length")
+        .and_then(|v| v.parse::<usize>().ok())
         .unwrap_or(0);
     let mut body = vec![0u8; length];
     if reader.read_exact(&mut body).is_err() {
