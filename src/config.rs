@@ -13,6 +13,16 @@ pub const DEFAULT_ORIGIN_TIMEOUT_SECONDS: u64 = 10;
 /// The dedupe lease (`ledger::LEASE_MS`, 45 s) must outlast a whole attempt, whose
 /// destinations are written concurrently, so one origin request may take at most this long.
 pub const MAX_ORIGIN_TIMEOUT_SECONDS: u64 = 30;
+/// The queue consumer's first retry waits this long; each later one twice the one before.
+pub const DEFAULT_RETRY_BASE_SECONDS: u32 = 30;
+/// No retry waits longer than this (6 hours) unless the origin's `Retry-After` asks for more.
+pub const DEFAULT_RETRY_MAX_SECONDS: u32 = 6 * 60 * 60;
+/// Cloudflare Queues delays a message by at most 12 hours.
+pub const MAX_QUEUE_DELAY_SECONDS: u32 = 12 * 60 * 60;
+/// The dead-letter queue named in `wrangler.toml`.
+pub const DEFAULT_DEAD_LETTER_QUEUE: &str = "stripe-edge-dead-letters";
+/// Shorter admin tokens are refused: they guard replaying payment events.
+pub const MIN_ADMIN_TOKEN_CHARS: usize = 16;
 /// Cloudflare KV refuses an `expirationTtl` below 60 seconds.
 const MIN_KV_TTL_SECONDS: u64 = 60;
 
@@ -26,8 +36,13 @@ pub mod names {
     pub const KV_TTL_SECONDS: &str = "KV_TTL_SECONDS";
     pub const MAX_BODY_BYTES: &str = "MAX_BODY_BYTES";
     pub const ORIGIN_TIMEOUT_SECONDS: &str = "ORIGIN_TIMEOUT_SECONDS";
+    pub const DELIVERY: &str = "DELIVERY";
+    pub const RETRY_BASE_SECONDS: &str = "RETRY_BASE_SECONDS";
+    pub const RETRY_MAX_SECONDS: &str = "RETRY_MAX_SECONDS";
+    pub const DEAD_LETTER_QUEUE: &str = "DEAD_LETTER_QUEUE";
+    pub const ADMIN_TOKEN: &str = "ADMIN_TOKEN";
     /// Every setting the worker reads, for the shell to look up.
-    pub const ALL: [&str; 8] = [
+    pub const ALL: [&str; 13] = [
         WEBHOOK_SECRET,
         TOLERANCE_SECONDS,
         ROUTES,
@@ -36,7 +51,59 @@ pub mod names {
         KV_TTL_SECONDS,
         MAX_BODY_BYTES,
         ORIGIN_TIMEOUT_SECONDS,
+        DELIVERY,
+        RETRY_BASE_SECONDS,
+        RETRY_MAX_SECONDS,
+        DEAD_LETTER_QUEUE,
+        ADMIN_TOKEN,
     ];
+}
+
+/// How events reach their destinations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeliveryMode {
+    /// Written while Stripe waits; any failure answers 503 and Stripe retries.
+    Direct,
+    /// Kept and enqueued while Stripe waits; the queue consumer writes, retries and
+    /// dead-letters.
+    Queue,
+}
+
+impl DeliveryMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryMode::Direct => "direct",
+            DeliveryMode::Queue => "queue",
+        }
+    }
+}
+
+/// The bearer token of the `/admin` endpoints. Its `Debug` never shows the value.
+#[derive(Clone)]
+pub struct AdminToken(String);
+
+impl AdminToken {
+    /// Whether `authorization` (the whole header value) is `Bearer <this token>`. Both
+    /// sides are hashed first, so the comparison takes the same time wherever they differ.
+    pub fn accepts(&self, authorization: Option<&str>) -> bool {
+        use sha2::{Digest, Sha256};
+        let Some(presented) = authorization.and_then(|v| v.trim().strip_prefix("Bearer ")) else {
+            return false;
+        };
+        let expected = Sha256::digest(self.0.as_bytes());
+        let presented = Sha256::digest(presented.trim().as_bytes());
+        expected
+            .iter()
+            .zip(presented.iter())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
+    }
+}
+
+impl std::fmt::Debug for AdminToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AdminToken(<redacted>)")
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -51,6 +118,12 @@ pub struct Config {
     pub origin_url: Option<String>,
     pub forward_secret: Option<SigningSecret>,
     pub routes: Routes,
+    pub delivery: DeliveryMode,
+    pub retry_base_seconds: u32,
+    pub retry_max_seconds: u32,
+    pub dead_letter_queue: String,
+    /// `None` turns the `/admin` endpoints off (they answer 404).
+    pub admin_token: Option<AdminToken>,
     /// Things worth knowing that do not stop the worker, e.g. a skipped `origin`.
     pub notes: Vec<String>,
 }
@@ -103,6 +176,52 @@ impl Config {
             &mut problems,
         );
 
+        let delivery = match get(names::DELIVERY).as_deref().map(str::trim) {
+            None | Some("direct") => DeliveryMode::Direct,
+            Some("queue") => DeliveryMode::Queue,
+            Some(_) => {
+                problems.push(format!(
+                    "{}: expected \"direct\" or \"queue\"",
+                    names::DELIVERY
+                ));
+                DeliveryMode::Direct
+            }
+        };
+        let retry_base_seconds = number(
+            &get,
+            names::RETRY_BASE_SECONDS,
+            DEFAULT_RETRY_BASE_SECONDS,
+            1,
+            &mut problems,
+        );
+        let retry_max_seconds = number(
+            &get,
+            names::RETRY_MAX_SECONDS,
+            DEFAULT_RETRY_MAX_SECONDS,
+            1,
+            &mut problems,
+        );
+        if retry_max_seconds > MAX_QUEUE_DELAY_SECONDS || retry_max_seconds < retry_base_seconds {
+            problems.push(format!(
+                "{}: between {} and {MAX_QUEUE_DELAY_SECONDS} (the longest delay Queues allows)",
+                names::RETRY_MAX_SECONDS,
+                names::RETRY_BASE_SECONDS
+            ));
+        }
+        let dead_letter_queue = get(names::DEAD_LETTER_QUEUE)
+            .map(|name| name.trim().to_owned())
+            .unwrap_or_else(|| DEFAULT_DEAD_LETTER_QUEUE.to_owned());
+        let admin_token = match get(names::ADMIN_TOKEN).map(|t| t.trim().to_owned()) {
+            Some(token) if token.chars().count() < MIN_ADMIN_TOKEN_CHARS => {
+                problems.push(format!(
+                    "{}: at least {MIN_ADMIN_TOKEN_CHARS} characters",
+                    names::ADMIN_TOKEN
+                ));
+                None
+            }
+            token => token.map(AdminToken),
+        };
+
         let origin_url = get(names::ORIGIN_URL).map(|url| url.trim().to_owned());
         if let Some(url) = &origin_url {
             if let Err(problem) = origin_label(url) {
@@ -137,6 +256,11 @@ impl Config {
             origin_url,
             forward_secret,
             routes,
+            delivery,
+            retry_base_seconds,
+            retry_max_seconds,
+            dead_letter_queue,
+            admin_token,
             notes,
         })
     }
@@ -200,20 +324,27 @@ mod tests {
             ("ORIGIN_URL", "ftp://secret-host/"),
             ("ROUTES", "not json"),
             ("STRIPE_WEBHOOK_SECRET", "whsec_do_not_print"),
+            ("DELIVERY", "later"),
+            ("RETRY_MAX_SECONDS", "86400"),
+            ("ADMIN_TOKEN", "short-secret"),
         ])
         .expect_err("invalid");
-        assert_eq!(problems.len(), 6, "{problems:?}");
+        assert_eq!(problems.len(), 9, "{problems:?}");
         for (problem, name) in problems.iter().zip([
             "STRIPE_TOLERANCE_SECONDS",
             "MAX_BODY_BYTES",
             "ORIGIN_TIMEOUT_SECONDS",
             "KV_TTL_SECONDS",
+            "DELIVERY",
+            "RETRY_MAX_SECONDS",
+            "ADMIN_TOKEN",
             "ORIGIN_URL",
             "ROUTES",
         ]) {
             assert!(problem.starts_with(name), "{problem}");
         }
-        assert!(!problems.join(" ").contains("whsec_do_not_print"));
+        let all = problems.join(" ");
+        assert!(!all.contains("whsec_do_not_print") && !all.contains("short-secret"));
     }
 
     #[test]
@@ -233,5 +364,37 @@ mod tests {
         assert!(config.forward_secret.is_some());
         assert_eq!(config.kv_ttl_seconds, DEFAULT_KV_TTL_SECONDS);
         assert!(config.notes.is_empty());
+        assert_eq!(config.delivery, DeliveryMode::Direct);
+        assert!(config.admin_token.is_none());
+    }
+
+    #[test]
+    fn queue_mode_and_the_admin_token() {
+        let config = config(&[
+            ("DELIVERY", "queue"),
+            ("RETRY_BASE_SECONDS", "1"),
+            ("RETRY_MAX_SECONDS", "4"),
+            ("ADMIN_TOKEN", " a-long-enough-admin-token \n"),
+        ])
+        .expect("valid");
+        assert_eq!(config.delivery, DeliveryMode::Queue);
+        assert_eq!(
+            (config.retry_base_seconds, config.retry_max_seconds),
+            (1, 4)
+        );
+        assert_eq!(config.dead_letter_queue, DEFAULT_DEAD_LETTER_QUEUE);
+        let token = config.admin_token.expect("set");
+        assert!(token.accepts(Some("Bearer a-long-enough-admin-token")));
+        for wrong in [
+            None,
+            Some(""),
+            Some("a-long-enough-admin-token"),
+            Some("Bearer a-long-enough-admin-tokeN"),
+            Some("Basic a-long-enough-admin-token"),
+            Some("Bearer "),
+        ] {
+            assert!(!token.accepts(wrong), "{wrong:?}");
+        }
+        assert!(!format!("{token:?}").contains("admin-token"));
     }
 }

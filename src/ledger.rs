@@ -9,6 +9,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::pipeline::Job;
+
 /// How long one attempt may hold an event before another may take over. Longer than the
 /// worst attempt (every destination timing out), so a slow attempt is never overlapped; an
 /// attempt that died leaves the event to the next retry after this.
@@ -28,19 +30,68 @@ pub struct Record {
     /// An opaque id of the attempt holding the lease.
     pub lease_holder: String,
     pub first_seen_ms: u64,
+    /// Destinations whose last attempt failed and that have not accepted the event since.
+    #[serde(default)]
+    pub failing: Vec<Failing>,
+    /// Set when the event itself is kept (its body is stored beside the record), so it can
+    /// be delivered again: always in queue mode, after a failure in direct mode.
+    #[serde(default)]
+    pub kept: Option<Job>,
+}
+
+/// One destination that has not accepted the event yet.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Failing {
+    pub destination: String,
+    /// A payload-free reason: `http_500`, `timeout`, `network`, `kv_write`.
+    pub reason: String,
+    /// Failed attempts since the event was first seen or last replayed.
+    pub attempts: u32,
+    pub last_failed_ms: u64,
+    /// No more automatic attempts: the origin refused the event for good (a 4xx other than
+    /// 408, 409 or 429), or the queue's retries ran out. Only a replay tries again.
+    pub gave_up: bool,
+}
+
+/// How one destination failed, as an attempt reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FailureReport {
+    pub destination: String,
+    /// Empty keeps the reason already on record (the dead-letter queue knows no new one).
+    pub reason: String,
+    pub give_up: bool,
 }
 
 /// The answer to an attempt asking to deliver.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "claim", rename_all = "snake_case")]
 pub enum Claim {
-    /// Deliver to `pending`; `already` were delivered by earlier attempts.
+    /// Deliver to `pending`; `already` were delivered by earlier attempts; `given_up`
+    /// wait for a replay.
     Granted {
         pending: Vec<String>,
         already: Vec<String>,
+        #[serde(default)]
+        given_up: Vec<String>,
     },
     /// Another attempt is delivering this event right now.
     Busy { retry_after_ms: u64 },
+}
+
+/// The answer to a settle.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Settled {
+    /// Destinations that had been failing and accepted the event now.
+    pub recovered: Vec<String>,
+    /// What is still failing after this attempt.
+    pub failing: Vec<Failing>,
+}
+
+/// The answer to a replay: the kept event and the destinations to try again.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Replayable {
+    pub job: Option<Job>,
+    pub destinations: Vec<String>,
 }
 
 /// A request from the worker to the ledger.
@@ -54,23 +105,43 @@ pub enum LedgerRequest {
     Settle {
         attempt: String,
         delivered: Vec<String>,
+        #[serde(default)]
+        failed: Vec<FailureReport>,
     },
+    /// Make failing destinations (all, or those named) eligible again, attempts reset.
+    Replay { destinations: Option<Vec<String>> },
+    /// The whole record, for the admin endpoints.
+    Inspect,
+    /// "Latest wins": is an event created at `created` stale for this object's clock?
+    Observe { event: String, created: i64 },
 }
 
 impl Record {
     /// Asks to deliver the event to `destinations` at `now_ms`. Grants the lease when no
     /// other attempt holds it (or its lease ran out) and some destination still lacks the
-    /// event; a grant with nothing pending takes no lease.
+    /// event and has not been given up; a grant with nothing pending takes no lease.
     pub fn claim(&mut self, attempt: &str, destinations: &[String], now_ms: u64) -> Claim {
         if self.first_seen_ms == 0 {
             self.first_seen_ms = now_ms;
         }
-        let (already, pending): (Vec<String>, Vec<String>) = destinations
-            .iter()
-            .cloned()
-            .partition(|d| self.delivered.contains(d));
+        let mut already = Vec::new();
+        let mut given_up = Vec::new();
+        let mut pending = Vec::new();
+        for destination in destinations {
+            if self.delivered.contains(destination) {
+                already.push(destination.clone());
+            } else if self.gave_up_on(destination) {
+                given_up.push(destination.clone());
+            } else {
+                pending.push(destination.clone());
+            }
+        }
         if pending.is_empty() {
-            return Claim::Granted { pending, already };
+            return Claim::Granted {
+                pending,
+                already,
+                given_up,
+            };
         }
         let held_by_other = self.lease_until_ms > now_ms && self.lease_holder != attempt;
         if held_by_other {
@@ -80,35 +151,139 @@ impl Record {
         }
         self.lease_until_ms = now_ms + LEASE_MS;
         self.lease_holder = attempt.to_owned();
-        Claim::Granted { pending, already }
+        Claim::Granted {
+            pending,
+            already,
+            given_up,
+        }
     }
 
-    /// Records what an attempt delivered and releases its lease. A settle from an attempt
-    /// that no longer holds the lease still records its deliveries: they happened.
-    pub fn settle(&mut self, attempt: &str, delivered: &[String]) {
+    fn gave_up_on(&self, destination: &str) -> bool {
+        self.failing
+            .iter()
+            .any(|f| f.destination == destination && f.gave_up)
+    }
+
+    /// Records what an attempt delivered and what failed, and releases its lease. A settle
+    /// from an attempt that no longer holds the lease still counts: its writes happened.
+    pub fn settle(
+        &mut self,
+        attempt: &str,
+        delivered: &[String],
+        failed: &[FailureReport],
+        now_ms: u64,
+    ) -> Settled {
+        let mut recovered = Vec::new();
         for destination in delivered {
             if !self.delivered.contains(destination) {
                 self.delivered.push(destination.clone());
+            }
+            let before = self.failing.len();
+            self.failing.retain(|f| &f.destination != destination);
+            if self.failing.len() != before {
+                recovered.push(destination.clone());
+            }
+        }
+        for report in failed {
+            if self.delivered.contains(&report.destination) {
+                continue;
+            }
+            match self
+                .failing
+                .iter_mut()
+                .find(|f| f.destination == report.destination)
+            {
+                Some(failing) => {
+                    failing.attempts += 1;
+                    if !report.reason.is_empty() {
+                        failing.reason = report.reason.clone();
+                    }
+                    failing.last_failed_ms = now_ms;
+                    failing.gave_up |= report.give_up;
+                }
+                None => self.failing.push(Failing {
+                    destination: report.destination.clone(),
+                    reason: if report.reason.is_empty() {
+                        "retries_exhausted".to_owned()
+                    } else {
+                        report.reason.clone()
+                    },
+                    attempts: 1,
+                    last_failed_ms: now_ms,
+                    gave_up: report.give_up,
+                }),
             }
         }
         if self.lease_holder == attempt {
             self.lease_until_ms = 0;
             self.lease_holder.clear();
         }
+        Settled {
+            recovered,
+            failing: self.failing.clone(),
+        }
+    }
+
+    /// Makes the failing destinations (all, or those in `only`) eligible again with their
+    /// attempt counts reset, and returns them with the kept event.
+    pub fn replay(&mut self, only: Option<&[String]>) -> Replayable {
+        let mut destinations = Vec::new();
+        for failing in &mut self.failing {
+            if only.is_some_and(|only| !only.contains(&failing.destination)) {
+                continue;
+            }
+            failing.gave_up = false;
+            failing.attempts = 0;
+            destinations.push(failing.destination.clone());
+        }
+        Replayable {
+            job: self.kept.clone(),
+            destinations,
+        }
     }
 
     /// Applies one request and returns the JSON answer for it.
-    pub fn apply(&mut self, request: &LedgerRequest, now_ms: u64) -> Option<Claim> {
-        match request {
+    pub fn apply(&mut self, request: &LedgerRequest, now_ms: u64) -> serde_json::Value {
+        let answer = match request {
             LedgerRequest::Claim {
                 attempt,
                 destinations,
-            } => Some(self.claim(attempt, destinations, now_ms)),
-            LedgerRequest::Settle { attempt, delivered } => {
-                self.settle(attempt, delivered);
-                None
+            } => serde_json::to_value(self.claim(attempt, destinations, now_ms)),
+            LedgerRequest::Settle {
+                attempt,
+                delivered,
+                failed,
+            } => serde_json::to_value(self.settle(attempt, delivered, failed, now_ms)),
+            LedgerRequest::Replay { destinations } => {
+                serde_json::to_value(self.replay(destinations.as_deref()))
             }
+            LedgerRequest::Inspect => serde_json::to_value(&*self),
+            // Clocks live in their own objects; the shell sends this to an object clock.
+            LedgerRequest::Observe { .. } => Ok(serde_json::Value::Null),
+        };
+        // These types serialize to JSON without fail: strings, numbers, lists.
+        answer.unwrap_or_default()
+    }
+}
+
+/// "Latest wins" for one Stripe object: the newest event seen for it. Stripe's `created`
+/// counts seconds, so two events in the same second are never stale to each other.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObjectClock {
+    pub latest_created: i64,
+    pub latest_event: String,
+}
+
+impl ObjectClock {
+    /// Records that `event`, created at `created`, arrived, and says whether it is stale: a
+    /// different event for the object, created later, arrived before it.
+    pub fn observe(&mut self, event: &str, created: i64) -> bool {
+        if self.latest_event.is_empty() || created > self.latest_created {
+            self.latest_created = created;
+            self.latest_event = event.to_owned();
+            return false;
         }
+        created < self.latest_created && event != self.latest_event
     }
 }
 
@@ -128,16 +303,18 @@ mod tests {
             record.claim("a", &all, 1_000),
             Claim::Granted {
                 pending: all.clone(),
-                already: vec![]
+                already: vec![],
+                given_up: vec![]
             }
         );
-        record.settle("a", &all);
+        record.settle("a", &all, &[], 1_500);
         assert_eq!(record.lease_until_ms, 0);
         assert_eq!(
             record.claim("b", &all, 2_000),
             Claim::Granted {
                 pending: vec![],
-                already: all
+                already: all,
+                given_up: vec![]
             }
         );
         assert_eq!(record.first_seen_ms, 1_000);
@@ -169,12 +346,13 @@ mod tests {
         let mut record = Record::default();
         let all = labels(&["kv", "origin"]);
         record.claim("a", &all, 1_000);
-        record.settle("a", &labels(&["kv"]));
+        record.settle("a", &labels(&["kv"]), &[], 1_500);
         assert_eq!(
             record.claim("b", &all, 2_000),
             Claim::Granted {
                 pending: labels(&["origin"]),
-                already: labels(&["kv"])
+                already: labels(&["kv"]),
+                given_up: vec![]
             }
         );
     }
@@ -193,7 +371,7 @@ mod tests {
             Claim::Granted { .. }
         ));
         // The late settle of the dead attempt still counts, and does not free b's lease.
-        record.settle("a", &all);
+        record.settle("a", &all, &[], 1_500);
         assert_eq!(record.lease_holder, "b");
         assert_eq!(record.delivered, all);
     }
@@ -214,8 +392,104 @@ mod tests {
             request
         );
         let mut record = Record::default();
-        let answer = record.apply(&request, 5).expect("a claim answers");
-        let text = serde_json::to_string(&answer).expect("json");
-        assert_eq!(text, r#"{"claim":"granted","pending":["kv"],"already":[]}"#);
+        let answer = record.apply(&request, 5);
+        assert_eq!(
+            answer.to_string(),
+            r#"{"already":[],"claim":"granted","given_up":[],"pending":["kv"]}"#
+        );
+        let settle: LedgerRequest =
+            serde_json::from_str(r#"{"op":"settle","attempt":"a","delivered":["kv"]}"#)
+                .expect("failed defaults to none");
+        let settled: Settled = serde_json::from_value(record.apply(&settle, 6)).expect("settled");
+        assert_eq!(settled, Settled::default());
+    }
+
+    fn failure(destination: &str, reason: &str, give_up: bool) -> FailureReport {
+        FailureReport {
+            destination: destination.into(),
+            reason: reason.into(),
+            give_up,
+        }
+    }
+
+    #[test]
+    fn failures_are_counted_until_the_destination_recovers() {
+        let mut record = Record::default();
+        let all = labels(&["kv", "origin"]);
+        record.claim("a", &all, 1_000);
+        let settled = record.settle(
+            "a",
+            &labels(&["kv"]),
+            &[failure("origin", "http_500", false)],
+            1_100,
+        );
+        assert_eq!(settled.failing.len(), 1);
+        record.claim("b", &all, 2_000);
+        let settled = record.settle("b", &[], &[failure("origin", "timeout", false)], 2_100);
+        assert_eq!(
+            settled.failing,
+            vec![Failing {
+                destination: "origin".into(),
+                reason: "timeout".into(),
+                attempts: 2,
+                last_failed_ms: 2_100,
+                gave_up: false
+            }]
+        );
+        record.claim("c", &all, 3_000);
+        let settled = record.settle("c", &labels(&["origin"]), &[], 3_100);
+        assert_eq!(settled.recovered, labels(&["origin"]));
+        assert!(settled.failing.is_empty() && record.failing.is_empty());
+        // A failure reported for a destination that has the event is stale news.
+        record.settle("d", &[], &[failure("kv", "kv_write", false)], 4_000);
+        assert!(record.failing.is_empty());
+    }
+
+    #[test]
+    fn a_given_up_destination_waits_for_a_replay() {
+        let mut record = Record::default();
+        let all = labels(&["kv", "origin"]);
+        record.claim("a", &all, 1_000);
+        record.settle(
+            "a",
+            &labels(&["kv"]),
+            &[failure("origin", "http_400", true)],
+            1_100,
+        );
+        assert_eq!(
+            record.claim("b", &all, 2_000),
+            Claim::Granted {
+                pending: vec![],
+                already: labels(&["kv"]),
+                given_up: labels(&["origin"])
+            }
+        );
+        assert_eq!(record.lease_until_ms, 0, "nothing to do takes no lease");
+
+        let replay = record.replay(Some(&labels(&["kv"])));
+        assert!(replay.destinations.is_empty(), "kv is not failing");
+        let replay = record.replay(None);
+        assert_eq!(replay.destinations, labels(&["origin"]));
+        assert_eq!(record.failing[0].attempts, 0);
+        assert!(matches!(
+            record.claim("c", &all, 3_000),
+            Claim::Granted { ref pending, .. } if *pending == labels(&["origin"])
+        ));
+    }
+
+    #[test]
+    fn the_object_clock_flags_older_events_that_arrive_late() {
+        let mut clock = ObjectClock::default();
+        assert!(!clock.observe("evt_new", 200));
+        assert!(clock.observe("evt_old", 100), "older, arrived after");
+        assert!(clock.observe("evt_old", 100), "and so is its retry");
+        assert!(!clock.observe("evt_new", 200), "a repeat of the newest");
+        assert!(
+            !clock.observe("evt_same_second", 200),
+            "same second: no order"
+        );
+        assert!(!clock.observe("evt_newer", 300));
+        assert!(clock.observe("evt_new", 200), "overtaken since");
+        assert_eq!(clock.latest_event, "evt_newer");
     }
 }

@@ -9,10 +9,12 @@
 
 pub mod config;
 pub mod event;
+pub mod journal;
 pub mod ledger;
 pub mod normalize;
 pub mod outcome;
 pub mod pipeline;
+pub mod retry;
 pub mod route;
 pub mod signature;
 pub mod time;

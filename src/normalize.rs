@@ -29,6 +29,9 @@ pub struct Normalized<'b> {
     pub summary: Summary,
     pub received_at: i64,
     pub route: Vec<String>,
+    /// True when a route asked for "latest wins" and a newer event for the same object
+    /// arrived first; false otherwise.
+    pub stale: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -105,7 +108,12 @@ impl ObjectFields {
 
 /// Builds the normalized event. `routes` names the rules that matched and `received_at`
 /// is the worker's clock, in unix seconds.
-pub fn normalize(event: StripeEvent<'_>, routes: Vec<String>, received_at: i64) -> Normalized<'_> {
+pub fn normalize(
+    event: StripeEvent<'_>,
+    routes: Vec<String>,
+    received_at: i64,
+    stale: bool,
+) -> Normalized<'_> {
     Normalized {
         schema: SCHEMA,
         id: event.id,
@@ -128,6 +136,7 @@ pub fn normalize(event: StripeEvent<'_>, routes: Vec<String>, received_at: i64) 
         summary: event.summary,
         received_at,
         route: routes,
+        stale,
     }
 }
 
@@ -168,7 +177,7 @@ mod tests {
             "status": "paid", "customer": "cus_1", "big": 12345678901234567890123, "f": 1.10,
             "e": "caf\u00e9 \/"}"#;
         let data = raw(text);
-        let normalized = normalize(event(data), vec!["billing".into()], 20);
+        let normalized = normalize(event(data), vec!["billing".into()], 20, false);
         let out = serde_json::to_string(&normalized).expect("serializes");
         assert!(
             out.contains(text),

@@ -37,6 +37,12 @@ pub enum Rejection {
     DeliveryFailed,
     /// Another attempt is delivering the same event right now (a concurrent duplicate).
     DeliveryInProgress,
+    /// Queue mode could not keep or enqueue the event (a binding is missing or failed).
+    QueueUnavailable,
+    /// An `/admin` request without the right `Authorization: Bearer` token.
+    Unauthorized,
+    /// An `/admin` request for an event the ledger does not keep.
+    EventNotKept,
 }
 
 impl Rejection {
@@ -53,8 +59,10 @@ impl Rejection {
             | Rejection::NotAnEvent
             | Rejection::BodyUnreadable => 400,
             Rejection::SecretMissing | Rejection::ConfigInvalid => 500,
-            Rejection::DeliveryFailed => 503,
+            Rejection::DeliveryFailed | Rejection::QueueUnavailable => 503,
             Rejection::DeliveryInProgress => 409,
+            Rejection::Unauthorized => 401,
+            Rejection::EventNotKept => 404,
         }
     }
 
@@ -76,6 +84,9 @@ impl Rejection {
             Rejection::ConfigInvalid => "config_invalid",
             Rejection::DeliveryFailed => "delivery_failed",
             Rejection::DeliveryInProgress => "delivery_in_progress",
+            Rejection::QueueUnavailable => "queue_unavailable",
+            Rejection::Unauthorized => "unauthorized",
+            Rejection::EventNotKept => "event_not_kept",
         }
     }
 
@@ -89,6 +100,7 @@ impl Rejection {
                 | Rejection::ConfigInvalid
                 | Rejection::DeliveryFailed
                 | Rejection::DeliveryInProgress
+                | Rejection::QueueUnavailable
         )
     }
 
@@ -114,6 +126,10 @@ pub struct DestinationResult {
     /// True when an earlier attempt already delivered the event here, so this one did not.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub earlier: bool,
+    /// True when the destination refused the event for good (a 4xx other than 408, 409 and
+    /// 429) or earlier retries ran out: it is kept, listed as failed and waits for a replay.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub gave_up: bool,
 }
 
 impl DestinationResult {
@@ -123,6 +139,15 @@ impl DestinationResult {
             ok: result.is_ok(),
             error: result.err(),
             earlier: false,
+            gave_up: false,
+        }
+    }
+
+    /// A destination that failed, given up when `gave_up`.
+    pub fn failed(destination: &str, reason: &str, gave_up: bool) -> Self {
+        DestinationResult {
+            gave_up,
+            ..DestinationResult::new(destination, Err(reason.to_owned()))
         }
     }
 
@@ -145,6 +170,17 @@ pub enum Outcome {
     },
     /// A valid event that no route matched.
     Ignored { event: EventRef },
+    /// Queue mode: the event is kept and enqueued for `destinations`.
+    Queued {
+        event: EventRef,
+        destinations: Vec<String>,
+    },
+    /// An `/admin` request that succeeded; `action` names it in the log.
+    Admin {
+        action: &'static str,
+        status: u16,
+        body: Value,
+    },
     /// A delivery that could not be (fully) accepted.
     Rejected {
         reason: Rejection,
@@ -161,6 +197,10 @@ pub struct EventRef {
     pub id: String,
     pub event_type: String,
     pub routes: Vec<String>,
+    /// A newer event for the same object arrived first (only checked for routes that ask).
+    pub stale: bool,
+    /// Destinations that held this stale event back.
+    pub held: Vec<String>,
 }
 
 impl Outcome {
@@ -173,9 +213,11 @@ impl Outcome {
         }
     }
 
-    /// Folds per-destination results into delivered-or-503.
+    /// Folds per-destination results into delivered-or-503. A destination that gave up
+    /// does not fail the delivery: the event is kept for a replay, and Stripe retrying
+    /// would meet the same refusal.
     pub fn from_deliveries(event: EventRef, results: Vec<DestinationResult>) -> Self {
-        if results.iter().all(|r| r.ok) {
+        if results.iter().all(|r| r.ok || r.gave_up) {
             Outcome::Delivered { event, results }
         } else {
             Outcome::Rejected {
@@ -189,6 +231,8 @@ impl Outcome {
     pub fn status(&self) -> u16 {
         match self {
             Outcome::Delivered { .. } | Outcome::Ignored { .. } | Outcome::Health(_) => 200,
+            Outcome::Queued { .. } => 202,
+            Outcome::Admin { status, .. } => *status,
             Outcome::Rejected { reason, .. } => reason.status(),
         }
     }
@@ -208,16 +252,37 @@ impl Outcome {
     pub fn body(&self) -> Value {
         match self {
             Outcome::Delivered { event, results } => {
+                let labels = |gave_up: bool| -> Vec<&str> {
+                    results
+                        .iter()
+                        .filter(|r| r.gave_up == gave_up)
+                        .map(|r| r.destination.as_str())
+                        .collect()
+                };
                 let mut body = json!({
                     "received": true,
                     "id": event.id,
-                    "delivered": results.iter().map(|r| r.destination.as_str()).collect::<Vec<_>>(),
+                    "delivered": labels(false),
                 });
                 if !results.is_empty() && results.iter().all(|r| r.earlier) {
                     body["duplicate"] = json!(true);
                 }
+                let gave_up = labels(true);
+                if !gave_up.is_empty() {
+                    body["gave_up"] = json!(gave_up);
+                }
+                stale_fields(&mut body, event);
                 body
             }
+            Outcome::Queued {
+                event,
+                destinations,
+            } => {
+                let mut body = json!({"received": true, "id": event.id, "queued": destinations});
+                stale_fields(&mut body, event);
+                body
+            }
+            Outcome::Admin { body, .. } => body.clone(),
             Outcome::Ignored { event } => json!({
                 "received": true,
                 "id": event.id,
@@ -237,9 +302,19 @@ impl Outcome {
     /// secret that looks like an API key; they are described, never quoted.
     pub fn log_line(&self, path: &str, duration_ms: u64, warnings: &[String]) -> String {
         let (level, outcome, code, event, results) = match self {
-            Outcome::Delivered { event, results } => {
-                ("info", "delivered", None, Some(event), results.as_slice())
+            Outcome::Delivered { event, results } if results.is_empty() => {
+                ("info", "held", None, Some(event), results.as_slice())
             }
+            Outcome::Delivered { event, results } => {
+                let level = if results.iter().any(|r| r.gave_up) {
+                    "error"
+                } else {
+                    "info"
+                };
+                (level, "delivered", None, Some(event), results.as_slice())
+            }
+            Outcome::Queued { event, .. } => ("info", "queued", None, Some(event), &[][..]),
+            Outcome::Admin { action, .. } => ("info", *action, None, None, &[][..]),
             Outcome::Ignored { event } => ("info", "ignored", None, Some(event), &[][..]),
             Outcome::Rejected {
                 reason,
@@ -270,6 +345,10 @@ impl Outcome {
             line["event_id"] = json!(event.id);
             line["event_type"] = json!(event.event_type);
             line["route"] = json!(event.routes);
+            stale_fields(&mut line, event);
+        }
+        if let Outcome::Queued { destinations, .. } = self {
+            line["queued"] = json!(destinations);
         }
         if !results.is_empty() {
             line["destinations"] = json!(results);
@@ -278,6 +357,16 @@ impl Outcome {
             line["warnings"] = json!(warnings);
         }
         line.to_string()
+    }
+}
+
+/// Adds `stale` and `held` when the stale check found the event stale.
+fn stale_fields(target: &mut Value, event: &EventRef) {
+    if event.stale {
+        target["stale"] = json!(true);
+    }
+    if !event.held.is_empty() {
+        target["held"] = json!(event.held);
     }
 }
 
@@ -290,6 +379,7 @@ mod tests {
             id: "evt_1".into(),
             event_type: "invoice.paid".into(),
             routes: vec!["billing".into()],
+            ..EventRef::default()
         }
     }
 
@@ -338,6 +428,9 @@ mod tests {
             Rejection::ConfigInvalid,
             Rejection::DeliveryFailed,
             Rejection::DeliveryInProgress,
+            Rejection::QueueUnavailable,
+            Rejection::Unauthorized,
+            Rejection::EventNotKept,
         ];
         let mut codes: Vec<&str> = all.iter().map(|r| r.code()).collect();
         codes.sort_unstable();
@@ -378,6 +471,63 @@ mod tests {
         for forbidden in ["body", "payload", "signature", "data"] {
             assert!(!keys.iter().any(|k| k.contains(forbidden)), "{forbidden}");
         }
+    }
+
+    #[test]
+    fn a_destination_that_gave_up_does_not_fail_the_delivery() {
+        let outcome = Outcome::from_deliveries(
+            event(),
+            vec![
+                result("kv", true),
+                DestinationResult::failed("origin", "http_400", true),
+            ],
+        );
+        assert_eq!(outcome.status(), 200);
+        assert_eq!(
+            outcome.body(),
+            json!({"received": true, "id": "evt_1", "delivered": ["kv"], "gave_up": ["origin"]})
+        );
+        let line: Value =
+            serde_json::from_str(&outcome.log_line("/webhook", 1, &[])).expect("json");
+        assert_eq!(line["level"], "error", "an operator must look at it");
+        assert_eq!(line["destinations"][1]["gave_up"], true);
+
+        let mixed = Outcome::from_deliveries(
+            event(),
+            vec![
+                DestinationResult::failed("kv", "kv_write", false),
+                DestinationResult::failed("origin", "http_400", true),
+            ],
+        );
+        assert_eq!(
+            mixed.status(),
+            503,
+            "a transient failure still asks Stripe to retry"
+        );
+    }
+
+    #[test]
+    fn held_and_queued_answers() {
+        let mut stale = event();
+        stale.stale = true;
+        stale.held = vec!["origin".into()];
+        let held = Outcome::from_deliveries(stale.clone(), Vec::new());
+        assert_eq!(held.status(), 200);
+        assert_eq!(
+            held.body(),
+            json!({"received": true, "id": "evt_1", "delivered": [], "stale": true, "held": ["origin"]})
+        );
+        let line: Value = serde_json::from_str(&held.log_line("/webhook", 1, &[])).expect("json");
+        assert_eq!(line["outcome"], "held");
+        let queued = Outcome::Queued {
+            event: event(),
+            destinations: vec!["kv".into()],
+        };
+        assert_eq!(queued.status(), 202);
+        assert_eq!(
+            queued.body(),
+            json!({"received": true, "id": "evt_1", "queued": ["kv"]})
+        );
     }
 
     #[test]

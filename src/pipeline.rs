@@ -2,34 +2,95 @@
 //! delivery verify, parse, route and normalize, ending in a [`Plan`] of writes for the
 //! shell to carry out. Each step returns the [`Rejection`] that ends the request.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::config::Config;
-use crate::event;
+use crate::event::{self, StripeEvent};
 use crate::normalize::{normalize, SCHEMA};
 use crate::outcome::{EventRef, Rejection};
-use crate::route::Destination;
+use crate::route::{Destination, StalePolicy};
 use crate::signature::{verify_with_tags, TAG_BYTES};
 
 /// The paths the worker serves.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Endpoint {
     Webhook,
     Health,
+    Admin(Admin),
+}
+
+/// The `/admin` requests, all behind `ADMIN_TOKEN`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Admin {
+    /// `GET /admin/events`: the latest events.
+    RecentEvents,
+    /// `GET /admin/events/{id}`: what the ledger knows of one event.
+    Event(String),
+    /// `POST /admin/events/{id}/redeliver`: try its failing destinations again.
+    Redeliver(String),
+    /// `GET /admin/failed`: events some destination has not accepted.
+    Failed,
+    /// `POST /admin/failed/redeliver`: try every failing destination again.
+    RedeliverFailed,
+}
+
+impl Admin {
+    /// The name of the action in log lines.
+    pub fn action(&self) -> &'static str {
+        match self {
+            Admin::RecentEvents => "admin_recent_events",
+            Admin::Event(_) => "admin_event",
+            Admin::Redeliver(_) => "admin_redeliver",
+            Admin::Failed => "admin_failed",
+            Admin::RedeliverFailed => "admin_redeliver_failed",
+        }
+    }
 }
 
 /// Picks the endpoint for a method and path (the path without its query string).
 ///
 /// Fails with [`Rejection::UnknownPath`] or [`Rejection::MethodNotAllowed`].
 pub fn endpoint(method: &str, path: &str) -> Result<Endpoint, Rejection> {
-    match (path, method) {
-        ("/webhook" | "/webhook/", "POST") => Ok(Endpoint::Webhook),
-        ("/webhook" | "/webhook/", _) => Err(Rejection::MethodNotAllowed("POST")),
-        ("/health" | "/health/", "GET" | "HEAD") => Ok(Endpoint::Health),
-        ("/health" | "/health/", _) => Err(Rejection::MethodNotAllowed("GET, HEAD")),
+    let trimmed = path.strip_suffix('/').unwrap_or(path);
+    if let Some(rest) = trimmed.strip_prefix("/admin/") {
+        return admin_endpoint(method, rest).map(Endpoint::Admin);
+    }
+    match (trimmed, method) {
+        ("/webhook", "POST") => Ok(Endpoint::Webhook),
+        ("/webhook", _) => Err(Rejection::MethodNotAllowed("POST")),
+        ("/health", "GET" | "HEAD") => Ok(Endpoint::Health),
+        ("/health", _) => Err(Rejection::MethodNotAllowed("GET, HEAD")),
         _ => Err(Rejection::UnknownPath),
     }
+}
+
+fn admin_endpoint(method: &str, rest: &str) -> Result<Admin, Rejection> {
+    let segments: Vec<&str> = rest.split('/').collect();
+    let (admin, allowed) = match segments.as_slice() {
+        ["events"] => (Admin::RecentEvents, "GET"),
+        ["failed"] => (Admin::Failed, "GET"),
+        ["failed", "redeliver"] => (Admin::RedeliverFailed, "POST"),
+        ["events", id] if event_id_shaped(id) => (Admin::Event((*id).to_owned()), "GET"),
+        ["events", id, "redeliver"] if event_id_shaped(id) => {
+            (Admin::Redeliver((*id).to_owned()), "POST")
+        }
+        _ => return Err(Rejection::UnknownPath),
+    };
+    if method == allowed || (allowed == "GET" && method == "HEAD") {
+        Ok(admin)
+    } else {
+        Err(Rejection::MethodNotAllowed(allowed))
+    }
+}
+
+/// Stripe event ids are short and URL-safe; anything else cannot name a kept event.
+fn event_id_shaped(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 255
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
 }
 
 /// Turns a declared `Content-Length` that is already over the limit into a 413 before
@@ -88,16 +149,69 @@ impl Write {
 pub enum Decision {
     /// No rule matched: acknowledge and log.
     Ignore(EventRef),
-    /// Write `body` (the normalized event) to every destination.
+    /// Write `body` (the normalized event) to every destination of `job`. Empty `writes`
+    /// with a non-empty `event.held` means every destination held the event back.
     Deliver {
         event: EventRef,
+        job: Job,
         body: Vec<u8>,
         writes: Vec<Write>,
     },
 }
 
+/// Everything needed to write a kept event to its destinations again, without the body:
+/// what the queue carries and what the ledger keeps beside a kept body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Job {
+    pub id: String,
+    #[serde(rename = "type")]
+    pub event_type: String,
+    pub created: i64,
+    pub livemode: bool,
+    #[serde(default)]
+    pub stale: bool,
+    pub routes: Vec<String>,
+    /// Destination labels, in route order.
+    pub destinations: Vec<String>,
+}
+
+impl Job {
+    pub fn event_ref(&self) -> EventRef {
+        EventRef {
+            id: self.id.clone(),
+            event_type: self.event_type.clone(),
+            routes: self.routes.clone(),
+            stale: self.stale,
+            held: Vec::new(),
+        }
+    }
+}
+
+/// A verified, parsed and routed event, waiting for the stale check (when a route asks
+/// for one) before it is normalized.
+pub struct Routed<'b> {
+    event: StripeEvent<'b>,
+    pub event_ref: EventRef,
+    destinations: Vec<(Destination, StalePolicy)>,
+    /// The object whose event order matters, when some destination checks staleness.
+    pub stale_check: Option<StaleCheck>,
+}
+
+/// Which object and moment the ledger's clock for "latest wins" compares.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StaleCheck {
+    pub object_id: String,
+    pub created: i64,
+}
+
+/// The first half of [`decide`]: verify, parse and route, stopping before normalizing.
+pub enum Routing<'b> {
+    Ignore(EventRef),
+    Deliver(Box<Routed<'b>>),
+}
+
 /// Decides what to do with one delivery to `/webhook`, given its raw body, its
-/// `Stripe-Signature` header and the current unix time.
+/// `Stripe-Signature` header and the current unix time, with no stale check.
 ///
 /// Fails with the [`Rejection`] of the first step that refused it: payload size,
 /// a missing secret, the signature checks, or a body that is not an event.
@@ -107,18 +221,23 @@ pub fn decide(
     body: &[u8],
     now: i64,
 ) -> Result<Decision, Rejection> {
-    decide_with_tags(config, signature_header, body, now, None)
+    Ok(match route(config, signature_header, body, now, None)? {
+        Routing::Ignore(event) => Decision::Ignore(event),
+        Routing::Deliver(routed) => plan(config, *routed, false, now),
+    })
 }
 
-/// [`decide`], with the signature tags optionally computed by the caller (see
-/// [`verify_with_tags`]).
-pub fn decide_with_tags(
+/// Verifies, parses and routes one delivery. `tags` are the expected signature tags when
+/// the caller computed them (see [`verify_with_tags`]).
+///
+/// Fails like [`decide`].
+pub fn route<'b>(
     config: &Config,
     signature_header: Option<&str>,
-    body: &[u8],
+    body: &'b [u8],
     now: i64,
     tags: Option<&[[u8; TAG_BYTES]]>,
-) -> Result<Decision, Rejection> {
+) -> Result<Routing<'b>, Rejection> {
     if body.len() > config.max_body_bytes {
         return Err(Rejection::PayloadTooLarge);
     }
@@ -138,53 +257,115 @@ pub fn decide_with_tags(
         id: event.id.clone(),
         event_type: event.event_type.clone(),
         routes: matched.rule_names.clone(),
+        stale: false,
+        held: Vec::new(),
     };
     if matched.destinations.is_empty() {
-        return Ok(Decision::Ignore(event_ref));
+        return Ok(Routing::Ignore(event_ref));
     }
+    // Without an object id there is nothing to order by; such events are never stale.
+    let stale_check = match (&event.object_id, matched.checks_staleness()) {
+        (Some(object_id), true) => Some(StaleCheck {
+            object_id: object_id.clone(),
+            created: event.created,
+        }),
+        _ => None,
+    };
+    Ok(Routing::Deliver(Box::new(Routed {
+        destinations: matched
+            .destinations
+            .iter()
+            .map(|(d, policy)| ((*d).clone(), *policy))
+            .collect(),
+        event,
+        event_ref,
+        stale_check,
+    })))
+}
 
-    let kv_metadata = KvMetadata {
-        event_type: event.event_type.clone(),
+/// The second half of [`decide`]: normalize and list the writes. A `stale` event keeps only
+/// the destinations whose rules flag rather than hold it.
+pub fn plan(config: &Config, routed: Routed<'_>, stale: bool, now: i64) -> Decision {
+    let Routed {
+        event,
+        mut event_ref,
+        destinations,
+        ..
+    } = routed;
+    event_ref.stale = stale;
+    let (held, kept): (Vec<_>, Vec<_>) = destinations
+        .into_iter()
+        .partition(|(_, policy)| stale && *policy == StalePolicy::Hold);
+    event_ref.held = held.iter().map(|(d, _)| d.label().to_owned()).collect();
+
+    let job = Job {
+        id: event_ref.id.clone(),
+        event_type: event_ref.event_type.clone(),
         created: event.created,
         livemode: event.livemode,
+        stale,
+        routes: event_ref.routes.clone(),
+        destinations: kept.iter().map(|(d, _)| d.label().to_owned()).collect(),
     };
-    let normalized = normalize(event, matched.rule_names, now);
+    let normalized = normalize(event, event_ref.routes.clone(), now, stale);
     // Serializing a tree of JSON values with string keys cannot fail.
     let body = serde_json::to_vec(&normalized).unwrap_or_default();
-
-    let writes = matched
-        .destinations
+    let writes = kept
         .iter()
-        .map(|destination| match destination {
-            Destination::Kv => Write::Kv {
-                key: event_ref.id.clone(),
-                metadata: kv_metadata.clone(),
-                ttl_seconds: config.kv_ttl_seconds,
-            },
-            Destination::Origin { label, url } => Write::Origin {
-                label: label.clone(),
-                url: url.clone(),
-                headers: origin_headers(config, &event_ref, &body, now),
-                timeout_seconds: config.origin_timeout_seconds,
-            },
-        })
+        .map(|(destination, _)| write_to(config, destination, &job, &body, now))
         .collect();
-    Ok(Decision::Deliver {
+    Decision::Deliver {
         event: event_ref,
+        job,
         body,
         writes,
-    })
+    }
+}
+
+/// The writes for a kept event, looked up by label in today's configuration. Labels no
+/// route names any more are returned apart, for the caller to report.
+pub fn writes_for(config: &Config, job: &Job, body: &[u8], now: i64) -> (Vec<Write>, Vec<String>) {
+    let mut writes = Vec::new();
+    let mut gone = Vec::new();
+    for label in &job.destinations {
+        let destination = config
+            .routes
+            .rules
+            .iter()
+            .flat_map(|rule| rule.destinations.iter())
+            .find(|d| d.label() == label);
+        match destination {
+            Some(destination) => writes.push(write_to(config, destination, job, body, now)),
+            None => gone.push(label.clone()),
+        }
+    }
+    (writes, gone)
+}
+
+fn write_to(config: &Config, destination: &Destination, job: &Job, body: &[u8], now: i64) -> Write {
+    match destination {
+        Destination::Kv => Write::Kv {
+            key: job.id.clone(),
+            metadata: KvMetadata {
+                event_type: job.event_type.clone(),
+                created: job.created,
+                livemode: job.livemode,
+            },
+            ttl_seconds: config.kv_ttl_seconds,
+        },
+        Destination::Origin { label, url } => Write::Origin {
+            label: label.clone(),
+            url: url.clone(),
+            headers: origin_headers(config, job, body, now),
+            timeout_seconds: config.origin_timeout_seconds,
+        },
+    }
 }
 
 /// Headers for the hop to an origin. The origin dedupes on `Idempotency-Key` (the Stripe
 /// event id) and, when `FORWARD_SIGNING_SECRET` is set, verifies `Stripe-Edge-Signature`
 /// exactly as it would verify Stripe's own header.
-fn origin_headers(
-    config: &Config,
-    event: &EventRef,
-    body: &[u8],
-    now: i64,
-) -> Vec<(String, String)> {
+fn origin_headers(config: &Config, event: &Job, body: &[u8], now: i64) -> Vec<(String, String)> {
     let mut headers = vec![
         ("Content-Type".to_owned(), "application/json".to_owned()),
         (
@@ -199,6 +380,9 @@ fn origin_headers(
         ),
         ("Stripe-Edge-Schema".to_owned(), SCHEMA.to_owned()),
     ];
+    if event.stale {
+        headers.push(("Stripe-Edge-Stale".to_owned(), "true".to_owned()));
+    }
     if let Some(secret) = &config.forward_secret {
         headers.push((
             "Stripe-Edge-Signature".to_owned(),
@@ -299,6 +483,43 @@ mod tests {
         assert_eq!(endpoint("GET", "/health"), Ok(Endpoint::Health));
         assert_eq!(endpoint("POST", "/webhooks"), Err(Rejection::UnknownPath));
         assert_eq!(endpoint("POST", "/"), Err(Rejection::UnknownPath));
+        assert_eq!(
+            endpoint("GET", "/admin/events"),
+            Ok(Endpoint::Admin(Admin::RecentEvents))
+        );
+        assert_eq!(
+            endpoint("GET", "/admin/events/evt_1"),
+            Ok(Endpoint::Admin(Admin::Event("evt_1".into())))
+        );
+        assert_eq!(
+            endpoint("POST", "/admin/events/evt_1/redeliver"),
+            Ok(Endpoint::Admin(Admin::Redeliver("evt_1".into())))
+        );
+        assert_eq!(
+            endpoint("GET", "/admin/events/evt_1/redeliver"),
+            Err(Rejection::MethodNotAllowed("POST"))
+        );
+        assert_eq!(
+            endpoint("POST", "/admin/failed/redeliver/"),
+            Ok(Endpoint::Admin(Admin::RedeliverFailed))
+        );
+        assert_eq!(
+            endpoint("DELETE", "/admin/failed"),
+            Err(Rejection::MethodNotAllowed("GET"))
+        );
+        for unknown in [
+            "/admin",
+            "/admin/",
+            "/admin/events/a%20b",
+            "/admin/x",
+            "/admin/events//redeliver",
+        ] {
+            assert_eq!(
+                endpoint("GET", unknown),
+                Err(Rejection::UnknownPath),
+                "{unknown}"
+            );
+        }
     }
 
     #[test]
@@ -320,6 +541,7 @@ mod tests {
         .expect("accepted");
         let Decision::Deliver {
             event,
+            job,
             body,
             writes,
         } = decision
@@ -327,6 +549,12 @@ mod tests {
             panic!("expected a delivery");
         };
         assert_eq!(event.id, "evt_9");
+        assert_eq!(job.destinations, ["kv", "origin"]);
+        assert!(!job.stale);
+        // A kept event is written again exactly as it was planned.
+        let (again, gone) = writes_for(&config, &job, &body, NOW);
+        assert!(gone.is_empty());
+        assert_eq!(again, writes);
         assert_eq!(event.routes, vec!["billing"]);
         let normalized: Value = serde_json::from_slice(&body).expect("json");
         assert_eq!(normalized["received_at"], NOW);
@@ -367,6 +595,81 @@ mod tests {
             NOW
         )
         .is_ok());
+    }
+
+    #[test]
+    fn a_stale_event_is_flagged_or_held_per_destination() {
+        let config = config(&[
+            ("ORIGIN_URL", "http://127.0.0.1:9/in"),
+            (
+                "ROUTES",
+                r#"[{"name":"store","events":["invoice.*"],"to":["kv"],"stale":"flag"},
+                    {"name":"app","events":["invoice.*"],"to":["origin"],"stale":"hold"}]"#,
+            ),
+        ]);
+        let header = signed(INVOICE_PAID);
+        let routed = |config: &Config| match route(
+            config,
+            Some(&header),
+            INVOICE_PAID.as_bytes(),
+            NOW,
+            None,
+        ) {
+            Ok(Routing::Deliver(routed)) => routed,
+            _ => panic!("expected a delivery"),
+        };
+        let check = routed(&config).stale_check.clone().expect("a route asks");
+        assert_eq!(
+            check,
+            StaleCheck {
+                object_id: "in_9".into(),
+                created: 1_796_040_000
+            }
+        );
+
+        let Decision::Deliver {
+            event,
+            job,
+            body,
+            writes,
+        } = plan(&config, *routed(&config), true, NOW)
+        else {
+            panic!("expected a delivery");
+        };
+        assert!(event.stale && job.stale);
+        assert_eq!(event.held, ["origin"]);
+        assert_eq!(job.destinations, ["kv"]);
+        assert_eq!(writes.len(), 1);
+        let normalized: Value = serde_json::from_slice(&body).expect("json");
+        assert_eq!(normalized["stale"], true);
+
+        let Decision::Deliver { body, writes, .. } = plan(&config, *routed(&config), false, NOW)
+        else {
+            panic!("expected a delivery");
+        };
+        assert_eq!(writes.len(), 2);
+        let normalized: Value = serde_json::from_slice(&body).expect("json");
+        assert_eq!(normalized["stale"], false);
+
+        // A flagged origin gets the header too.
+        let flag_only = self::config(&[
+            ("ORIGIN_URL", "http://127.0.0.1:9/in"),
+            (
+                "ROUTES",
+                r#"[{"events":["*"],"to":["origin"],"stale":"flag"}]"#,
+            ),
+        ]);
+        let Decision::Deliver { writes, .. } = plan(&flag_only, *routed(&flag_only), true, NOW)
+        else {
+            panic!("expected a delivery");
+        };
+        let Write::Origin { headers, .. } = &writes[0] else {
+            panic!("an origin write");
+        };
+        assert!(headers.contains(&("Stripe-Edge-Stale".to_owned(), "true".to_owned())));
+        // Without a stale rule, nothing is checked.
+        let plain = self::config(&[("ROUTES", r#"[{"events":["*"],"to":["kv"]}]"#)]);
+        assert!(routed(&plain).stale_check.is_none());
     }
 
     #[test]

@@ -70,11 +70,27 @@ impl Destination {
     }
 }
 
+/// What a rule does with a stale event: one older (by `created`) than an event for the
+/// same Stripe object that already arrived. Stripe does not promise order, so a
+/// `customer.subscription.updated` from before a cancellation can arrive after it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StalePolicy {
+    /// No check: every event is delivered as it comes (the default).
+    #[default]
+    Deliver,
+    /// Deliver it with `"stale": true` and a `Stripe-Edge-Stale: true` header.
+    Flag,
+    /// Do not deliver it to this rule's destinations; acknowledge it and log it as held.
+    Hold,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rule {
     pub name: String,
     pub patterns: Vec<Pattern>,
     pub destinations: Vec<Destination>,
+    pub stale: StalePolicy,
 }
 
 /// The parsed `ROUTES` value.
@@ -83,11 +99,21 @@ pub struct Routes {
     pub rules: Vec<Rule>,
 }
 
-/// The rules an event matched and the destinations they name, each destination once.
+/// The rules an event matched and the destinations they name, each destination once with
+/// the strictest stale policy of the rules that name it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Matched<'r> {
     pub rule_names: Vec<String>,
-    pub destinations: Vec<&'r Destination>,
+    pub destinations: Vec<(&'r Destination, StalePolicy)>,
+}
+
+impl Matched<'_> {
+    /// Whether any destination asks for the stale check.
+    pub fn checks_staleness(&self) -> bool {
+        self.destinations
+            .iter()
+            .any(|(_, policy)| *policy != StalePolicy::Deliver)
+    }
 }
 
 #[derive(Deserialize)]
@@ -96,10 +122,12 @@ struct RawRule {
     name: Option<String>,
     events: Vec<String>,
     to: Vec<String>,
+    #[serde(default)]
+    stale: StalePolicy,
 }
 
 impl Routes {
-    /// Parses `ROUTES` (a JSON array of `{name?, events, to}`) against the configured
+    /// Parses `ROUTES` (a JSON array of `{name?, events, to, stale?}`) against the configured
     /// origin. A rule that names `origin` while `ORIGIN_URL` is unset keeps its other
     /// destinations and the omission is returned as a note; a rule left with no
     /// destination at all is an error, because its events would be acknowledged and lost.
@@ -111,7 +139,7 @@ impl Routes {
     ) -> Result<(Routes, Vec<String>), Vec<String>> {
         let raw: Vec<RawRule> = serde_json::from_str(json).map_err(|error| {
             vec![format!(
-                "ROUTES is not a list of {{name, events, to}} rules: {error}"
+                "ROUTES is not a list of {{name, events, to, stale}} rules: {error}"
             )]
         })?;
         let mut problems = Vec::new();
@@ -161,6 +189,7 @@ impl Routes {
                 name,
                 patterns,
                 destinations,
+                stale: raw.stale,
             });
         }
         if problems.is_empty() {
@@ -183,8 +212,13 @@ impl Routes {
             }
             matched.rule_names.push(rule.name.clone());
             for destination in &rule.destinations {
-                if !matched.destinations.contains(&destination) {
-                    matched.destinations.push(destination);
+                match matched
+                    .destinations
+                    .iter_mut()
+                    .find(|(d, _)| *d == destination)
+                {
+                    Some((_, policy)) => *policy = (*policy).max(rule.stale),
+                    None => matched.destinations.push((destination, rule.stale)),
                 }
             }
         }
@@ -312,7 +346,11 @@ mod tests {
         );
         let matched = routes.matching("invoice.paid");
         assert_eq!(matched.rule_names, vec!["billing", "paid"]);
-        let labels: Vec<&str> = matched.destinations.iter().map(|d| d.label()).collect();
+        let labels: Vec<&str> = matched
+            .destinations
+            .iter()
+            .map(|(d, _)| d.label())
+            .collect();
         assert_eq!(labels.len(), 3);
         assert_eq!(labels[..2], ["kv", "origin"]);
         assert!(
@@ -320,6 +358,38 @@ mod tests {
             "{labels:?}"
         );
         assert!(routes.matching("customer.created").destinations.is_empty());
+    }
+
+    #[test]
+    fn a_destination_takes_the_strictest_stale_policy_of_its_rules() {
+        let routes = routes(
+            r#"[{"name":"all","events":["*"],"to":["kv","origin"]},
+                {"name":"subs","events":["customer.subscription.*"],"to":["origin"],"stale":"hold"},
+                {"name":"flagged","events":["customer.*"],"to":["kv"],"stale":"flag"}]"#,
+        );
+        let policies = |event_type: &str| -> Vec<(String, StalePolicy)> {
+            let matched = routes.matching(event_type);
+            matched
+                .destinations
+                .iter()
+                .map(|(d, p)| (d.label().to_owned(), *p))
+                .collect()
+        };
+        assert_eq!(
+            policies("customer.subscription.updated"),
+            vec![
+                ("kv".to_owned(), StalePolicy::Flag),
+                ("origin".to_owned(), StalePolicy::Hold)
+            ]
+        );
+        assert!(!routes.matching("invoice.paid").checks_staleness());
+        assert!(routes.matching("customer.updated").checks_staleness());
+        let problems = Routes::parse(r#"[{"events":["*"],"to":["kv"],"stale":"later"}]"#, None)
+            .expect_err("unknown policy");
+        assert!(
+            problems[0].starts_with("ROUTES is not a list"),
+            "{problems:?}"
+        );
     }
 
     #[test]

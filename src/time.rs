@@ -64,6 +64,39 @@ pub fn parse_rfc3339_seconds(text: &str) -> Option<i64> {
     Some(days * 86_400 + hour * 3600 + minute * 60 + second - offset_seconds)
 }
 
+/// Parses an HTTP date in its preferred form (IMF-fixdate, RFC 9110), such as
+/// `Sun, 06 Nov 1994 08:49:37 GMT`, the form a `Retry-After` header may take, into unix
+/// seconds. The two obsolete forms are not accepted.
+pub fn parse_http_date(text: &str) -> Option<i64> {
+    let bytes = text.trim().as_bytes();
+    // "Sun, 06 Nov 1994 08:49:37 GMT" is always 29 bytes.
+    if bytes.len() != 29 || &bytes[3..5] != b", " || &bytes[25..] != b" GMT" {
+        return None;
+    }
+    const MONTHS: [&[u8]; 12] = [
+        b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov",
+        b"Dec",
+    ];
+    let month = MONTHS.iter().position(|m| *m == &bytes[8..11])? as i64 + 1;
+    let day = digits(bytes, 5, 2)?;
+    let year = digits(bytes, 12, 4)?;
+    let hour = digits(bytes, 17, 2)?;
+    let minute = digits(bytes, 20, 2)?;
+    let second = digits(bytes, 23, 2)?;
+    let separators_ok = bytes[7] == b' '
+        && bytes[11] == b' '
+        && bytes[16] == b' '
+        && bytes[19] == b':'
+        && bytes[22] == b':';
+    if !separators_ok || day < 1 || day > days_in_month(year, month) {
+        return None;
+    }
+    if hour > 23 || minute > 59 || second > 60 {
+        return None;
+    }
+    Some(days_from_civil(year, month, day) * 86_400 + hour * 3600 + minute * 60 + second)
+}
+
 fn digits(bytes: &[u8], start: usize, len: usize) -> Option<i64> {
     let slice = bytes.get(start..start + len)?;
     slice.iter().try_fold(0i64, |acc, b| {
@@ -131,6 +164,7 @@ fn civil_from_days(days: i64) -> (i64, i64, i64) {
 #[cfg(test)]
 mod tests {
     use super::parse_rfc3339_seconds as parse;
+    use super::{parse_http_date, parse_rfc3339_seconds};
 
     #[test]
     fn known_instants() {
@@ -176,6 +210,29 @@ mod tests {
         ];
         for text in cases {
             assert_eq!(parse(text), None, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn http_dates() {
+        assert_eq!(
+            parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT"),
+            Some(784_111_777)
+        );
+        assert_eq!(
+            parse_http_date("Fri, 04 Dec 2026 18:00:00 GMT"),
+            parse_rfc3339_seconds("2026-12-04T18:00:00Z")
+        );
+        for bad in [
+            "",
+            "Sunday, 06-Nov-94 08:49:37 GMT",
+            "Sun Nov  6 08:49:37 1994",
+            "Sun, 31 Nov 1994 08:49:37 GMT",
+            "Sun, 06 Nov 1994 24:49:37 GMT",
+            "Sun, 06 Xyz 1994 08:49:37 GMT",
+            "Sun, 06 Nov 1994 08:49:37 UTC",
+        ] {
+            assert_eq!(parse_http_date(bad), None, "{bad:?}");
         }
     }
 }
