@@ -5,6 +5,8 @@
 use serde::Serialize;
 use serde_json::{json, Value};
 
+use crate::journal::SeenEvent;
+
 /// Every reason the worker does not answer a delivery with 2xx.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Rejection {
@@ -39,6 +41,8 @@ pub enum Rejection {
     DeliveryInProgress,
     /// Queue mode could not keep or enqueue the event (a binding is missing or failed).
     QueueUnavailable,
+    /// The ledger or the journal could not be asked (an `/admin` request).
+    LedgerUnavailable,
     /// An `/admin` request without the right `Authorization: Bearer` token.
     Unauthorized,
     /// An `/admin` request for an event the ledger does not keep.
@@ -59,7 +63,9 @@ impl Rejection {
             | Rejection::NotAnEvent
             | Rejection::BodyUnreadable => 400,
             Rejection::SecretMissing | Rejection::ConfigInvalid => 500,
-            Rejection::DeliveryFailed | Rejection::QueueUnavailable => 503,
+            Rejection::DeliveryFailed
+            | Rejection::QueueUnavailable
+            | Rejection::LedgerUnavailable => 503,
             Rejection::DeliveryInProgress => 409,
             Rejection::Unauthorized => 401,
             Rejection::EventNotKept => 404,
@@ -85,6 +91,7 @@ impl Rejection {
             Rejection::DeliveryFailed => "delivery_failed",
             Rejection::DeliveryInProgress => "delivery_in_progress",
             Rejection::QueueUnavailable => "queue_unavailable",
+            Rejection::LedgerUnavailable => "ledger_unavailable",
             Rejection::Unauthorized => "unauthorized",
             Rejection::EventNotKept => "event_not_kept",
         }
@@ -101,6 +108,7 @@ impl Rejection {
                 | Rejection::DeliveryFailed
                 | Rejection::DeliveryInProgress
                 | Rejection::QueueUnavailable
+                | Rejection::LedgerUnavailable
         )
     }
 
@@ -296,6 +304,34 @@ impl Outcome {
         }
     }
 
+    /// The journal's entry for a request that carried an event, at `at_ms`.
+    pub fn journal_entry(&self, at_ms: u64) -> Option<SeenEvent> {
+        let (event, outcome) = match self {
+            Outcome::Delivered { event, results } if results.is_empty() => (event, "held"),
+            Outcome::Delivered { event, results } if results.iter().all(|r| r.earlier) => {
+                (event, "duplicate")
+            }
+            Outcome::Delivered { event, results } if results.iter().any(|r| r.gave_up) => {
+                (event, "gave_up")
+            }
+            Outcome::Delivered { event, .. } => (event, "delivered"),
+            Outcome::Ignored { event } => (event, "ignored"),
+            Outcome::Queued { event, .. } => (event, "queued"),
+            Outcome::Rejected {
+                reason,
+                event: Some(event),
+                ..
+            } => (event, reason.code()),
+            _ => return None,
+        };
+        Some(SeenEvent {
+            id: event.id.clone(),
+            event_type: event.event_type.clone(),
+            outcome: outcome.to_owned(),
+            at_ms,
+        })
+    }
+
     /// The one structured log line for this request. It names the event and what happened
     /// to it; it never holds a secret, a signature header or any part of the payload.
     /// `warnings` are configuration problems that do not stop the worker, such as a
@@ -429,6 +465,7 @@ mod tests {
             Rejection::DeliveryFailed,
             Rejection::DeliveryInProgress,
             Rejection::QueueUnavailable,
+            Rejection::LedgerUnavailable,
             Rejection::Unauthorized,
             Rejection::EventNotKept,
         ];

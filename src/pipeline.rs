@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use crate::config::Config;
+use crate::config::{Config, DeliveryMode};
 use crate::event::{self, StripeEvent};
 use crate::normalize::{normalize, SCHEMA};
 use crate::outcome::{EventRef, Rejection};
@@ -149,14 +149,17 @@ impl Write {
 pub enum Decision {
     /// No rule matched: acknowledge and log.
     Ignore(EventRef),
-    /// Write `body` (the normalized event) to every destination of `job`. Empty `writes`
-    /// with a non-empty `event.held` means every destination held the event back.
-    Deliver {
-        event: EventRef,
-        job: Job,
-        body: Vec<u8>,
-        writes: Vec<Write>,
-    },
+    Deliver(Plan),
+}
+
+/// A routed and normalized event: write `body` to every destination of `job`. Empty
+/// `writes` with a non-empty `event.held` means every destination held the event back.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    pub event: EventRef,
+    pub job: Job,
+    pub body: Vec<u8>,
+    pub writes: Vec<Write>,
 }
 
 /// Everything needed to write a kept event to its destinations again, without the body:
@@ -223,7 +226,7 @@ pub fn decide(
 ) -> Result<Decision, Rejection> {
     Ok(match route(config, signature_header, body, now, None)? {
         Routing::Ignore(event) => Decision::Ignore(event),
-        Routing::Deliver(routed) => plan(config, *routed, false, now),
+        Routing::Deliver(routed) => Decision::Deliver(plan(config, *routed, false, now)),
     })
 }
 
@@ -285,7 +288,7 @@ pub fn route<'b>(
 
 /// The second half of [`decide`]: normalize and list the writes. A `stale` event keeps only
 /// the destinations whose rules flag rather than hold it.
-pub fn plan(config: &Config, routed: Routed<'_>, stale: bool, now: i64) -> Decision {
+pub fn plan(config: &Config, routed: Routed<'_>, stale: bool, now: i64) -> Plan {
     let Routed {
         event,
         mut event_ref,
@@ -314,7 +317,7 @@ pub fn plan(config: &Config, routed: Routed<'_>, stale: bool, now: i64) -> Decis
         .iter()
         .map(|(destination, _)| write_to(config, destination, &job, &body, now))
         .collect();
-    Decision::Deliver {
+    Plan {
         event: event_ref,
         job,
         body,
@@ -392,9 +395,19 @@ fn origin_headers(config: &Config, event: &Job, body: &[u8], now: i64) -> Vec<(S
     headers
 }
 
+/// Which of its bindings the worker found in its env.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Bindings {
+    pub kv: bool,
+    pub ledger: bool,
+    pub journal: bool,
+    pub queue: bool,
+}
+
 /// The `GET /health` body: the version, which destinations are configured, and every
 /// configuration problem by name. Never a secret's value.
-pub fn health(config: &Result<Config, Vec<String>>, kv_bound: bool) -> Value {
+pub fn health(config: &Result<Config, Vec<String>>, bindings: &Bindings) -> Value {
+    let kv_bound = bindings.kv;
     let mut body = json!({
         "service": "stripe-edge",
         "version": crate::VERSION,
@@ -418,6 +431,25 @@ pub fn health(config: &Result<Config, Vec<String>>, kv_bound: bool) -> Value {
             if routes_kv && !kv_bound {
                 problems.push("a route names kv but the EVENTS binding is missing".into());
             }
+            if config.delivery == DeliveryMode::Queue && !(bindings.queue && bindings.ledger) {
+                problems.push(
+                    "DELIVERY is queue but the DELIVERIES queue or the LEDGER binding is missing: \
+                     every delivery gets a 503"
+                        .into(),
+                );
+            }
+            let checks_staleness = config
+                .routes
+                .rules
+                .iter()
+                .any(|rule| rule.stale != StalePolicy::Deliver);
+            if checks_staleness && !bindings.ledger {
+                problems.push("a route sets stale but the LEDGER binding is missing".into());
+            }
+            if config.admin_token.is_some() && !(bindings.ledger && bindings.journal) {
+                problems
+                    .push("ADMIN_TOKEN is set but the LEDGER or JOURNAL binding is missing".into());
+            }
             body["ok"] = json!(problems.is_empty());
             body["destinations"] = json!({
                 "origin": config.origin_url.is_some(),
@@ -426,6 +458,9 @@ pub fn health(config: &Result<Config, Vec<String>>, kv_bound: bool) -> Value {
             body["secrets"] = json!({
                 "configured": config.secrets.len(),
             });
+            body["delivery"] = json!(config.delivery.as_str());
+            body["dedupe"] = json!(bindings.ledger);
+            body["admin"] = json!(config.admin_token.is_some());
             body["forward_signing"] = json!(config.forward_secret.is_some());
             body["tolerance_seconds"] = json!(config.tolerance_seconds);
             body["routes"] = json!(config
@@ -539,12 +574,12 @@ mod tests {
             NOW,
         )
         .expect("accepted");
-        let Decision::Deliver {
+        let Decision::Deliver(Plan {
             event,
             job,
             body,
             writes,
-        } = decision
+        }) = decision
         else {
             panic!("expected a delivery");
         };
@@ -627,15 +662,12 @@ mod tests {
             }
         );
 
-        let Decision::Deliver {
+        let Plan {
             event,
             job,
             body,
             writes,
-        } = plan(&config, *routed(&config), true, NOW)
-        else {
-            panic!("expected a delivery");
-        };
+        } = plan(&config, *routed(&config), true, NOW);
         assert!(event.stale && job.stale);
         assert_eq!(event.held, ["origin"]);
         assert_eq!(job.destinations, ["kv"]);
@@ -643,10 +675,7 @@ mod tests {
         let normalized: Value = serde_json::from_slice(&body).expect("json");
         assert_eq!(normalized["stale"], true);
 
-        let Decision::Deliver { body, writes, .. } = plan(&config, *routed(&config), false, NOW)
-        else {
-            panic!("expected a delivery");
-        };
+        let Plan { body, writes, .. } = plan(&config, *routed(&config), false, NOW);
         assert_eq!(writes.len(), 2);
         let normalized: Value = serde_json::from_slice(&body).expect("json");
         assert_eq!(normalized["stale"], false);
@@ -659,10 +688,7 @@ mod tests {
                 r#"[{"events":["*"],"to":["origin"],"stale":"flag"}]"#,
             ),
         ]);
-        let Decision::Deliver { writes, .. } = plan(&flag_only, *routed(&flag_only), true, NOW)
-        else {
-            panic!("expected a delivery");
-        };
+        let Plan { writes, .. } = plan(&flag_only, *routed(&flag_only), true, NOW);
         let Write::Origin { headers, .. } = &writes[0] else {
             panic!("an origin write");
         };
@@ -709,7 +735,11 @@ mod tests {
             "FORWARD_SIGNING_SECRET" => Some("whsec_fwd_value".into()),
             _ => None,
         });
-        let body = health(&config, true).to_string();
+        let bindings = Bindings {
+            kv: true,
+            ..Bindings::default()
+        };
+        let body = health(&config, &bindings).to_string();
         assert!(
             !body.contains("abcdef") && !body.contains("fwd_value"),
             "{body}"

@@ -1,28 +1,124 @@
-//! The dedupe ledger's Durable Object and the worker's side of talking to it. The record
-//! logic itself is in [`crate::ledger`], free of I/O.
+//! The ledger's Durable Object and the worker's side of talking to it. One object per
+//! Stripe event id holds its [`Record`] and, when the event is kept, its normalized body;
+//! one object per Stripe object (named `object:<id>`) holds the [`ObjectClock`] of "latest
+//! wins". The logic of both is in [`crate::ledger`], free of I/O.
 
 use std::time::Duration;
 
+use serde::de::DeserializeOwned;
+use worker::js_sys::Uint8Array;
 use worker::wasm_bindgen::JsValue;
 use worker::{
     durable_object, Date, DurableObject, Env, Method, ObjectNamespace, Request, RequestInit,
-    Response, State,
+    Response, State, Stub,
 };
 
-use crate::ledger::{Claim, LedgerRequest, Record, RETENTION_MS};
+use crate::ledger::{LedgerRequest, ObjectClock, Record, RETENTION_MS};
+use crate::pipeline::Job;
 
-/// Sends one request to the ledger of `event_id` and returns its answer.
-pub(super) async fn ask_ledger(
-    namespace: &ObjectNamespace,
-    event_id: &str,
-    request: &LedgerRequest,
-) -> worker::Result<Option<Claim>> {
-    let stub = namespace.id_from_name(event_id)?.get_stub()?;
+/// Where the ledger keeps its record inside each event's Durable Object.
+const RECORD_KEY: &str = "record";
+/// Where an object's clock keeps its state.
+const CLOCK_KEY: &str = "clock";
+/// A kept body is stored in pieces of at most this size under `body:0`, `body:1`, ...:
+/// Durable Object storage limits the size of one value.
+const BODY_CHUNK_BYTES: usize = 96 * 1024;
+/// The header that carries a kept event's [`Job`] beside its body.
+const JOB_HEADER: &str = "stripe-edge-job";
+
+/// The worker's handle on the ledger namespace.
+pub(super) struct Ledger(ObjectNamespace);
+
+impl Ledger {
+    /// `None` when the `LEDGER` binding is missing.
+    pub(super) fn from_env(env: &Env) -> Option<Ledger> {
+        env.durable_object(super::LEDGER_BINDING).ok().map(Ledger)
+    }
+
+    fn stub(&self, name: &str) -> worker::Result<Stub> {
+        self.0.id_from_name(name)?.get_stub()
+    }
+
+    /// Sends one request to the ledger of `event_id` and returns its answer.
+    pub(super) async fn ask<T: DeserializeOwned>(
+        &self,
+        event_id: &str,
+        request: &LedgerRequest,
+    ) -> worker::Result<T> {
+        let body = JsValue::from_str(&serde_json::to_string(request)?);
+        let mut response = call(self.stub(event_id)?, Method::Post, "/", Some(body), None).await?;
+        response.json().await
+    }
+
+    /// Keeps the event (its job and normalized body) unless it is kept already, and
+    /// returns the record.
+    pub(super) async fn keep(&self, job: &Job, body: &[u8]) -> worker::Result<Record> {
+        let job_json = serde_json::to_string(job)?;
+        let body = Uint8Array::from(body).into();
+        let mut response = call(
+            self.stub(&job.id)?,
+            Method::Put,
+            "/keep",
+            Some(body),
+            Some(&job_json),
+        )
+        .await?;
+        response.json().await
+    }
+
+    /// The kept body of `event_id`, or `None` when the event is not kept.
+    pub(super) async fn body(&self, event_id: &str) -> worker::Result<Option<Vec<u8>>> {
+        let stub = self.stub(event_id)?;
+        let mut init = RequestInit::new();
+        init.with_method(Method::Get);
+        let mut response = stub
+            .fetch_with_request(Request::new_with_init("https://ledger/body", &init)?)
+            .await?;
+        match response.status_code() {
+            200 => Ok(Some(response.bytes().await?)),
+            404 => Ok(None),
+            status => Err(worker::Error::RustError(format!(
+                "ledger answered {status}"
+            ))),
+        }
+    }
+
+    /// Whether `event`, created at `created`, is older than one already seen for the same
+    /// Stripe object.
+    pub(super) async fn is_stale(
+        &self,
+        object_id: &str,
+        event: &str,
+        created: i64,
+    ) -> worker::Result<bool> {
+        let request = LedgerRequest::Observe {
+            event: event.to_owned(),
+            created,
+        };
+        let body = JsValue::from_str(&serde_json::to_string(&request)?);
+        let stub = self.stub(&format!("object:{object_id}"))?;
+        let mut response = call(stub, Method::Post, "/clock", Some(body), None).await?;
+        response.json().await
+    }
+}
+
+async fn call(
+    stub: Stub,
+    method: Method,
+    path: &str,
+    body: Option<JsValue>,
+    job: Option<&str>,
+) -> worker::Result<Response> {
     let mut init = RequestInit::new();
-    init.with_method(Method::Post)
-        .with_body(Some(JsValue::from_str(&serde_json::to_string(request)?)));
-    let mut response = stub
-        .fetch_with_request(Request::new_with_init("https://ledger/", &init)?)
+    init.with_method(method).with_body(body);
+    if let Some(job) = job {
+        let headers = worker::Headers::new();
+        headers.set(JOB_HEADER, job)?;
+        init.with_headers(headers);
+    }
+    let url = format!("https://ledger{path}");
+    let response = stub
+        .fetch_with_request(Request::new_with_init(&url, &init)?)
         .await?;
     if response.status_code() != 200 {
         return Err(worker::Error::RustError(format!(
@@ -30,7 +126,7 @@ pub(super) async fn ask_ledger(
             response.status_code()
         )));
     }
-    response.json().await
+    Ok(response)
 }
 
 /// A random id for one delivery attempt, so the ledger can tell attempts apart.
@@ -42,11 +138,8 @@ pub(super) fn attempt_id() -> String {
     hex::encode(bytes)
 }
 
-/// Where the ledger keeps its record inside each event's Durable Object.
-const RECORD_KEY: &str = "record";
-
-/// The dedupe ledger: one Durable Object per Stripe event id, holding a [`Record`]. It
-/// deletes itself [`RETENTION_MS`] after the event was first seen.
+/// The ledger: one Durable Object per Stripe event id (or per object, for clocks). It
+/// deletes itself [`RETENTION_MS`] after it was first written.
 #[durable_object(alarm)]
 pub struct EventLedger {
     state: State,
@@ -58,29 +151,124 @@ impl DurableObject for EventLedger {
     }
 
     async fn fetch(&self, mut req: Request) -> worker::Result<Response> {
-        let Ok(request) = req.json::<LedgerRequest>().await else {
-            return Response::error("not a ledger request", 400);
-        };
         let storage = self.state.storage();
-        let stored: Option<String> = storage.get(RECORD_KEY).await?;
-        let mut record: Record = stored
-            .and_then(|text| serde_json::from_str(&text).ok())
-            .unwrap_or_default();
-        let first_time = record.first_seen_ms == 0;
-        let answer = record.apply(&request, Date::now().as_millis());
-        storage
-            .put(RECORD_KEY, serde_json::to_string(&record)?)
-            .await?;
-        if first_time {
+        if storage.get_alarm().await?.is_none() {
             storage
                 .set_alarm(Duration::from_millis(RETENTION_MS))
                 .await?;
         }
-        Response::from_json(&answer)
+        match (req.method(), req.path().as_str()) {
+            (Method::Get, "/body") => self.read_body().await,
+            (Method::Put, "/keep") => {
+                let job = req
+                    .headers()
+                    .get(JOB_HEADER)?
+                    .and_then(|text| serde_json::from_str::<Job>(&text).ok());
+                let Some(job) = job else {
+                    return Response::error("no job", 400);
+                };
+                let body = req.bytes().await?;
+                self.keep(job, &body).await
+            }
+            (Method::Post, "/clock") => {
+                let Ok(LedgerRequest::Observe { event, created }) =
+                    req.json::<LedgerRequest>().await
+                else {
+                    return Response::error("not a clock request", 400);
+                };
+                let mut clock: ObjectClock = load(&storage, CLOCK_KEY).await?;
+                let stale = clock.observe(&event, created);
+                storage
+                    .put(CLOCK_KEY, serde_json::to_string(&clock)?)
+                    .await?;
+                Response::from_json(&stale)
+            }
+            (Method::Post, "/") => {
+                let Ok(request) = req.json::<LedgerRequest>().await else {
+                    return Response::error("not a ledger request", 400);
+                };
+                let mut record: Record = load(&storage, RECORD_KEY).await?;
+                let answer = record.apply(&request, Date::now().as_millis());
+                if request != LedgerRequest::Inspect {
+                    storage
+                        .put(RECORD_KEY, serde_json::to_string(&record)?)
+                        .await?;
+                }
+                Response::from_json(&answer)
+            }
+            _ => Response::error("unknown ledger request", 404),
+        }
     }
 
     async fn alarm(&self) -> worker::Result<Response> {
         self.state.storage().delete_all().await?;
         Response::empty()
     }
+}
+
+impl EventLedger {
+    async fn keep(&self, job: Job, body: &[u8]) -> worker::Result<Response> {
+        let storage = self.state.storage();
+        let mut record: Record = load(&storage, RECORD_KEY).await?;
+        if record.kept.is_none() {
+            // The normalized body is JSON, so UTF-8 text, cut at character boundaries.
+            let Ok(text) = std::str::from_utf8(body) else {
+                return Response::error("body is not UTF-8", 400);
+            };
+            let pieces = text_pieces(text, BODY_CHUNK_BYTES);
+            for (index, piece) in pieces.iter().enumerate() {
+                storage.put(&format!("body:{index}"), *piece).await?;
+            }
+            storage.put("body_pieces", pieces.len()).await?;
+            record.kept = Some(job);
+            if record.first_seen_ms == 0 {
+                record.first_seen_ms = Date::now().as_millis();
+            }
+            storage
+                .put(RECORD_KEY, serde_json::to_string(&record)?)
+                .await?;
+        }
+        Response::from_json(&record)
+    }
+
+    async fn read_body(&self) -> worker::Result<Response> {
+        let storage = self.state.storage();
+        let Some(pieces) = storage.get::<usize>("body_pieces").await? else {
+            return Response::error("not kept", 404);
+        };
+        let mut body = String::new();
+        for index in 0..pieces {
+            let piece: Option<String> = storage.get(&format!("body:{index}")).await?;
+            body.push_str(&piece.unwrap_or_default());
+        }
+        Response::from_bytes(body.into_bytes())
+    }
+}
+
+/// Splits `text` into pieces of at most `max_bytes`, never inside a character.
+fn text_pieces(text: &str, max_bytes: usize) -> Vec<&str> {
+    let mut pieces = Vec::new();
+    let mut rest = text;
+    while !rest.is_empty() {
+        let mut end = rest.len().min(max_bytes);
+        while !rest.is_char_boundary(end) {
+            end -= 1;
+        }
+        let (piece, tail) = rest.split_at(end);
+        pieces.push(piece);
+        rest = tail;
+    }
+    pieces
+}
+
+/// Reads a JSON value stored as text, or its default when there is none (or it cannot be
+/// read, which only a change of format could cause).
+async fn load<T: DeserializeOwned + Default>(
+    storage: &worker::Storage,
+    key: &str,
+) -> worker::Result<T> {
+    let stored: Option<String> = storage.get(key).await?;
+    Ok(stored
+        .and_then(|text| serde_json::from_str(&text).ok())
+        .unwrap_or_default())
 }

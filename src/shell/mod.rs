@@ -7,41 +7,53 @@ use worker::js_sys::{Reflect, JSON};
 use worker::wasm_bindgen::JsValue;
 use worker::{console_error, console_log, event, Context, Date, Env, Headers, Request, Response};
 
-use crate::config::{names, Config};
+use crate::config::{names, Config, DeliveryMode};
+use crate::journal::JournalRequest;
 use crate::outcome::{Outcome, Rejection};
-use crate::pipeline::{self, Decision, Endpoint};
+use crate::pipeline::{self, Endpoint, Plan, Routing};
 
+mod admin;
 mod deliver;
+mod journal;
 mod ledger;
+mod queue;
 mod request;
 
 /// The KV namespace binding named in `wrangler.toml`.
 pub(crate) const KV_BINDING: &str = "EVENTS";
-/// The Durable Object namespace of the dedupe ledger.
+/// The Durable Object namespace of the ledger (dedupe, kept events, object clocks).
 pub(crate) const LEDGER_BINDING: &str = "LEDGER";
+/// The Durable Object namespace of the journal behind `/admin`.
+pub(crate) const JOURNAL_BINDING: &str = "JOURNAL";
+/// The queue producer of queue mode.
+pub(crate) const QUEUE_BINDING: &str = "DELIVERIES";
 
 #[event(fetch)]
-async fn fetch(mut req: Request, env: Env, _ctx: Context) -> worker::Result<Response> {
+async fn fetch(mut req: Request, env: Env, ctx: Context) -> worker::Result<Response> {
     let started_ms = Date::now().as_millis();
     let path = req.path();
     let config = Config::from_lookup(|name| lookup(&env, name));
 
-    let outcome = match pipeline::endpoint(req.method().as_ref(), &path) {
-        Err(rejection) => Outcome::rejected(rejection),
-        Ok(Endpoint::Health) => {
-            let kv_bound = env.kv(KV_BINDING).is_ok();
-            Outcome::Health(pipeline::health(&config, kv_bound))
-        }
-        Ok(Endpoint::Webhook) => match &config {
-            Ok(config) => webhook(&mut req, &env, config, started_ms).await,
-            Err(problems) => {
-                for problem in problems {
-                    console_error!("{}", config_problem_line(problem));
-                }
-                Outcome::rejected(Rejection::ConfigInvalid)
+    let outcome = match (pipeline::endpoint(req.method().as_ref(), &path), &config) {
+        (Err(rejection), _) => Outcome::rejected(rejection),
+        (Ok(Endpoint::Health), _) => Outcome::Health(pipeline::health(&config, &bindings(&env))),
+        (Ok(_), Err(problems)) => {
+            for problem in problems {
+                console_error!("{}", config_problem_line(problem));
             }
-        },
+            Outcome::rejected(Rejection::ConfigInvalid)
+        }
+        (Ok(Endpoint::Webhook), Ok(config)) => webhook(&mut req, &env, config, started_ms).await,
+        (Ok(Endpoint::Admin(action)), Ok(config)) => admin::admin(&req, &env, config, action).await,
     };
+
+    // The journal lists the latest events for `/admin`; it is written after the answer.
+    if let (Some(seen), Some(journal)) = (
+        outcome.journal_entry(started_ms),
+        journal::Journal::from_env(&env),
+    ) {
+        ctx.wait_until(async move { journal.tell(&JournalRequest::Seen(seen)).await });
+    }
 
     let duration_ms = Date::now().as_millis().saturating_sub(started_ms);
     let warnings: Vec<String> = match &config {
@@ -62,7 +74,18 @@ async fn fetch(mut req: Request, env: Env, _ctx: Context) -> worker::Result<Resp
     respond(&outcome)
 }
 
-/// Handles one delivery: read the body, decide, write to every destination.
+/// Which bindings the worker has, for `/health`.
+fn bindings(env: &Env) -> pipeline::Bindings {
+    pipeline::Bindings {
+        kv: env.kv(KV_BINDING).is_ok(),
+        ledger: env.durable_object(LEDGER_BINDING).is_ok(),
+        journal: env.durable_object(JOURNAL_BINDING).is_ok(),
+        queue: env.queue(QUEUE_BINDING).is_ok(),
+    }
+}
+
+/// Handles one delivery: read the body, verify, route, check staleness when a route asks,
+/// normalize, then deliver (direct mode) or keep and enqueue (queue mode).
 async fn webhook(req: &mut Request, env: &Env, config: &Config, started_ms: u64) -> Outcome {
     let content_length = header(req, "content-length");
     if let Err(rejection) = pipeline::check_declared_length(config, content_length.as_deref()) {
@@ -76,14 +99,48 @@ async fn webhook(req: &mut Request, env: &Env, config: &Config, started_ms: u64)
     let now = i64::try_from(started_ms / 1000).unwrap_or(i64::MAX);
 
     let tags = request::web_crypto_tags(config, signature.as_deref(), &body).await;
-    match pipeline::decide_with_tags(config, signature.as_deref(), &body, now, tags.as_deref()) {
-        Err(rejection) => Outcome::rejected(rejection),
-        Ok(Decision::Ignore(event)) => Outcome::Ignored { event },
-        Ok(Decision::Deliver {
-            event,
-            body,
-            writes,
-        }) => deliver::deliver(env, event, &body, &writes).await,
+    let routed = match pipeline::route(config, signature.as_deref(), &body, now, tags.as_deref()) {
+        Err(rejection) => return Outcome::rejected(rejection),
+        Ok(Routing::Ignore(event)) => return Outcome::Ignored { event },
+        Ok(Routing::Deliver(routed)) => routed,
+    };
+
+    // "Latest wins": ask the object's clock whether a newer event for it came first.
+    let ledger = ledger::Ledger::from_env(env);
+    let stale = match (&routed.stale_check, &ledger) {
+        (Some(check), Some(ledger)) => {
+            match ledger
+                .is_stale(&check.object_id, &routed.event_ref.id, check.created)
+                .await
+            {
+                Ok(stale) => stale,
+                Err(_) => {
+                    return Outcome::Rejected {
+                        reason: Rejection::LedgerUnavailable,
+                        event: Some(routed.event_ref.clone()),
+                        results: Vec::new(),
+                    }
+                }
+            }
+        }
+        _ => false,
+    };
+
+    let Plan {
+        event,
+        job,
+        body,
+        writes,
+    } = pipeline::plan(config, *routed, stale, now);
+    if writes.is_empty() {
+        // Every destination held the stale event back.
+        return Outcome::from_deliveries(event, Vec::new());
+    }
+    match config.delivery {
+        DeliveryMode::Direct => {
+            deliver::deliver_now(env, config, event, &job, &body, &writes, now).await
+        }
+        DeliveryMode::Queue => queue::enqueue(env, event, &job, &body).await,
     }
 }
 
@@ -121,6 +178,9 @@ fn respond(outcome: &Outcome) -> worker::Result<Response> {
     headers.set("cache-control", "no-store")?;
     if let Some(allow) = outcome.allow() {
         headers.set("allow", allow)?;
+    }
+    if outcome.status() == 401 {
+        headers.set("www-authenticate", "Bearer")?;
     }
     let body = outcome.body().to_string().into_bytes();
     Ok(Response::from_bytes(body)?

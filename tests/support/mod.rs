@@ -64,6 +64,32 @@ impl Worker {
     /// Starts a worker whose secrets and vars are `vars` (written to its `.dev.vars`, which
     /// overrides `[vars]`), and waits until `/health` answers.
     pub fn start(vars: &[(&str, &str)]) -> Worker {
+        let original =
+            fs::read_to_string(repo_root().join("wrangler.toml")).expect("wrangler.toml");
+        Worker::start_with_config(vars, &original)
+    }
+
+    /// Starts a worker in queue mode: the queue blocks of `wrangler.toml` switched on (by
+    /// `scripts/queue-config.sh`, as `scripts/dev.sh --queue` does), `DELIVERY=queue`, and the
+    /// consumer's `max_retries` set to `max_retries` so a test reaches the dead-letter queue.
+    pub fn start_queue(vars: &[(&str, &str)], max_retries: u32) -> Worker {
+        let output = Command::new("bash")
+            .arg(repo_root().join("scripts/queue-config.sh"))
+            .output()
+            .expect("queue-config.sh runs");
+        assert!(output.status.success(), "queue-config.sh failed");
+        let config = String::from_utf8(output.stdout).expect("UTF-8 config");
+        assert!(
+            config.contains("\n[[queues.producers]]"),
+            "queue blocks switched on"
+        );
+        let config = config.replace("max_retries = 20", &format!("max_retries = {max_retries}"));
+        let mut vars = vars.to_vec();
+        vars.push(("DELIVERY", "queue"));
+        Worker::start_with_config(&vars, &config)
+    }
+
+    fn start_with_config(vars: &[(&str, &str)], original: &str) -> Worker {
         let root = repo_root();
         let shim = root.join("build/worker/shim.mjs");
         assert!(
@@ -76,7 +102,6 @@ impl Worker {
         // and a rebuild in the checkout must not pull the bundle from under a running test.
         copy_dir(&root.join("build"), &dir.join("build"));
         let shim = dir.join("build/worker/shim.mjs");
-        let original = fs::read_to_string(root.join("wrangler.toml")).expect("wrangler.toml");
         let mut config_text = String::new();
         let mut in_build = false;
         for line in original.lines() {
@@ -168,6 +193,35 @@ impl Worker {
 
     pub fn post(&self, path: &str, headers: &[(&str, &str)], body: &[u8]) -> HttpResponse {
         request("POST", &self.url(path), headers, body, REQUEST_TIMEOUT).expect("POST")
+    }
+
+    /// An `/admin` request with `Authorization: Bearer <token>`, answered with JSON.
+    pub fn admin(&self, method: &str, path: &str, token: &str) -> (u16, Value) {
+        let authorization = format!("Bearer {token}");
+        let response = request(
+            method,
+            &self.url(path),
+            &[("Authorization", &authorization)],
+            b"",
+            REQUEST_TIMEOUT,
+        )
+        .expect("admin request");
+        let body = serde_json::from_slice(&response.body).unwrap_or(Value::Null);
+        (response.status, body)
+    }
+
+    /// Waits (up to `limit`) until `ready` holds, polling; panics with `what` and the log.
+    pub fn wait_until(&self, what: &str, limit: Duration, ready: impl Fn() -> bool) {
+        let started = Instant::now();
+        while !ready() {
+            if started.elapsed() > limit {
+                panic!(
+                    "timed out waiting for {what}; the log:\n{}",
+                    self.log_text()
+                );
+            }
+            thread::sleep(Duration::from_millis(200));
+        }
     }
 
     pub fn log_text(&self) -> String {
@@ -268,7 +322,7 @@ fn quote(value: &str) -> String {
 }
 
 /// The pseudo-status that makes the origin hang.
-const HANG: u16 = 0;
+pub const HANG: u16 = 0;
 /// The pseudo-status that makes the origin slow but successful.
 const SLOW: u16 = 1;
 
@@ -330,8 +384,17 @@ impl Received {
 pub struct Origin {
     pub url: String,
     received: Arc<Mutex<Vec<Received>>>,
-    answers: Arc<Mutex<HashMap<String, u16>>>,
+    answers: Arc<Mutex<HashMap<String, Answer>>>,
     faults: Arc<Faults>,
+}
+
+/// How the origin answers one event id: `status` (with `Retry-After` when set), for the
+/// next `times` requests or forever, then 200.
+#[derive(Debug, Clone, Copy)]
+struct Answer {
+    status: u16,
+    retry_after: Option<u32>,
+    times: Option<usize>,
 }
 
 /// Injected failures: the first attempt for `percent` % of event ids (chosen by a hash of
@@ -393,10 +456,35 @@ impl Origin {
 
     /// From now on, answer requests for `event_id` with `status`.
     pub fn answer(&self, event_id: &str, status: u16) {
-        self.answers
-            .lock()
-            .expect("lock")
-            .insert(event_id.to_owned(), status);
+        self.set_answer(event_id, status, None, None);
+    }
+
+    /// Answer the next `times` requests for `event_id` with `status` (and `Retry-After`
+    /// when given), then 200.
+    pub fn fail_next(&self, event_id: &str, status: u16, retry_after: Option<u32>, times: usize) {
+        self.set_answer(event_id, status, retry_after, Some(times));
+    }
+
+    fn set_answer(
+        &self,
+        event_id: &str,
+        status: u16,
+        retry_after: Option<u32>,
+        times: Option<usize>,
+    ) {
+        self.answers.lock().expect("lock").insert(
+            event_id.to_owned(),
+            Answer {
+                status,
+                retry_after,
+                times,
+            },
+        );
+    }
+
+    /// How many requests for `event_id` were answered 200.
+    pub fn accepted_count(&self, event_id: &str) -> usize {
+        self.accepted().get(event_id).copied().unwrap_or(0)
     }
 
     pub fn received(&self) -> Vec<Received> {
@@ -414,7 +502,7 @@ impl Origin {
 fn serve(
     stream: TcpStream,
     log: &Mutex<Vec<Received>>,
-    rules: &Mutex<HashMap<String, u16>>,
+    rules: &Mutex<HashMap<String, Answer>>,
     faults: &Faults,
 ) {
     let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
@@ -449,7 +537,18 @@ fn serve(
         .header("Stripe-Edge-Event-Id")
         .unwrap_or_default()
         .to_owned();
-    let mut status = rules.lock().expect("lock").get(&id).copied().unwrap_or(200);
+    let (mut status, retry_after) = {
+        let mut rules = rules.lock().expect("lock");
+        match rules.get_mut(&id) {
+            Some(answer) if answer.times != Some(0) => {
+                if let Some(times) = &mut answer.times {
+                    *times -= 1;
+                }
+                (answer.status, answer.retry_after)
+            }
+            _ => (200, None),
+        }
+    };
     let attempt = {
         let mut attempts = faults.attempts.lock().expect("lock");
         let count = attempts.entry(id.clone()).or_default();
@@ -486,9 +585,12 @@ fn serve(
     } else {
         status
     };
+    let retry_after = retry_after
+        .map(|seconds| format!("Retry-After: {seconds}\r\n"))
+        .unwrap_or_default();
     let answered = write!(
         stream,
-        "HTTP/1.1 {status} Status\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
+        "HTTP/1.1 {status} Status\r\n{retry_after}Content-Length: 2\r\nConnection: close\r\n\r\nok"
     );
     if status == 200 && answered.is_ok() {
         *faults.accepted.lock().expect("lock").entry(id).or_default() += 1;
