@@ -18,7 +18,7 @@ wrangler deploy --dry-run --outdir target/deploy-dry-run
 
 # The gzipped wasm must stay far below the 3 MiB free-plan limit: it is fetched on every
 # cold start. Raise the budget only with a reason in the commit.
-BUNDLE_BUDGET_GZIP_BYTES=204800
+BUNDLE_BUDGET_GZIP_BYTES=256000
 raw=$(wc -c < build/index_bg.wasm)
 gzipped=$(gzip -9 -c build/index_bg.wasm | wc -c)
 echo "wasm bundle: $raw bytes raw, $gzipped bytes gzipped (budget $BUNDLE_BUDGET_GZIP_BYTES)"

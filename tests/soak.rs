@@ -1,12 +1,14 @@
 //! Load with faults: many signed events, sent concurrently by a Stripe-like sender that
 //! retries every non-2xx answer with exponential backoff (and sometimes sends an event twice
 //! at once), through the real worker, to an origin that fails the first attempt of a share of
-//! events (500, 429 with Retry-After, connection reset). Afterwards every event must have
-//! been accepted by the worker and be at the origin exactly once: nothing lost, nothing
-//! doubled.
+//! events (500, 429 with Retry-After, connection reset, a hang past the timeout) and goes
+//! down for a while in the middle of the run. Afterwards every event must have been accepted
+//! by the worker and be at the origin exactly once: nothing lost, nothing doubled. Both
+//! delivery modes run: direct (the sender's retries recover) and queue (the consumer's do).
 //!
-//! The test command runs 1,000 events at 50 connections; `scripts/soak.sh` runs 10,000.
-//! STRIPE_EDGE_SOAK_EVENTS and STRIPE_EDGE_SOAK_CONCURRENCY set the size.
+//! The test command runs 1,000 events per mode at 50 connections; `scripts/soak.sh` runs
+//! 10,000. STRIPE_EDGE_SOAK_EVENTS, STRIPE_EDGE_SOAK_CONCURRENCY and STRIPE_EDGE_SOAK_MODE
+//! (`direct`, `queue` or both when unset) set the size and the modes.
 
 mod support;
 
@@ -54,21 +56,51 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
 
+fn mode_selected(mode: &str) -> bool {
+    std::env::var("STRIPE_EDGE_SOAK_MODE").map_or(true, |wanted| wanted == mode)
+}
+
 #[test]
-fn every_accepted_event_reaches_the_origin_exactly_once_under_load_and_faults() {
+fn direct_mode_delivers_every_accepted_event_exactly_once_under_load_and_faults() {
+    if mode_selected("direct") {
+        soak("direct");
+    }
+}
+
+#[test]
+fn queue_mode_delivers_every_accepted_event_exactly_once_under_load_and_faults() {
+    if mode_selected("queue") {
+        soak("queue");
+    }
+}
+
+/// The two modes run one after the other, so each has the machine to itself.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+fn soak(mode: &str) {
+    let _turn = ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     let events = setting("STRIPE_EDGE_SOAK_EVENTS", 1000);
     let concurrency = setting("STRIPE_EDGE_SOAK_CONCURRENCY", 50);
     let origin = Origin::start();
     origin.inject_faults(20);
-    let worker = Worker::start(&[
+    let vars = [
         ("STRIPE_WEBHOOK_SECRET", SECRET),
-        ("ORIGIN_URL", &origin.url),
+        ("ORIGIN_URL", origin.url.as_str()),
         (
             "ROUTES",
             r#"[{"name":"all","events":["*"],"to":["origin"]}]"#,
         ),
         ("ORIGIN_TIMEOUT_SECONDS", "5"),
-    ]);
+        ("RETRY_BASE_SECONDS", "1"),
+        ("RETRY_MAX_SECONDS", "4"),
+    ];
+    let worker = if mode == "queue" {
+        Worker::start_queue_batched(&vars, 20, 50)
+    } else {
+        Worker::start(&vars)
+    };
 
     let routed: Vec<_> = FIXTURES.iter().filter(|f| f.routed_by_default).collect();
     let ids: Vec<String> = (0..events).map(|_| new_event_id()).collect();
@@ -82,6 +114,10 @@ fn every_accepted_event_reaches_the_origin_exactly_once_under_load_and_faults() 
             scope.spawn(|| loop {
                 let index = next.fetch_add(1, Ordering::Relaxed);
                 let Some(id) = ids.get(index) else { break };
+                // A third of the way in, the origin goes down for three seconds.
+                if index == events / 3 {
+                    origin.outage(Duration::from_secs(3));
+                }
                 let body = fresh_event(routed[index % routed.len()], id, now_seconds());
                 // One event in twenty arrives twice at once, as Stripe sometimes does.
                 let (mut attempts, accepted) = if index.is_multiple_of(20) {
@@ -102,6 +138,15 @@ fn every_accepted_event_reaches_the_origin_exactly_once_under_load_and_faults() 
             });
         }
     });
+    let sent = started.elapsed();
+    // Queue mode answered before delivering: wait (bounded) for the consumer to finish.
+    if mode == "queue" {
+        worker.wait_until(
+            "the queue consumer to deliver every event",
+            Duration::from_secs(120 + events as u64 / 10),
+            || origin.accepted().len() >= events,
+        );
+    }
     let elapsed = started.elapsed();
 
     let accepted_by_origin = origin.accepted();
@@ -114,13 +159,16 @@ fn every_accepted_event_reaches_the_origin_exactly_once_under_load_and_faults() 
     let mut sorted = latencies.into_inner().expect("lock");
     sorted.sort_unstable();
     println!(
-        "soak: {events} events at {concurrency} connections in {:.1} s: {:.0} events/s, \
-         {} requests, p50 {:.1} ms, p99 {:.1} ms, refused {}, lost {}, doubled {}",
+        "soak ({mode}): {events} events at {concurrency} connections, answered in {:.1} s, \
+         all at the origin in {:.1} s: {:.0} events/s, {} requests, p50 {:.1} ms, \
+         p99 {:.1} ms, abandoned by the worker {}, refused {}, lost {}, doubled {}",
+        sent.as_secs_f64(),
         elapsed.as_secs_f64(),
         events as f64 / elapsed.as_secs_f64(),
         sorted.len(),
         percentile(&sorted, 0.5).as_secs_f64() * 1000.0,
         percentile(&sorted, 0.99).as_secs_f64() * 1000.0,
+        origin.abandoned(),
         refused.lock().expect("lock").len(),
         lost.len(),
         doubled.len(),

@@ -14,7 +14,7 @@ use std::net::{TcpListener, TcpStream};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -73,6 +73,16 @@ impl Worker {
     /// `scripts/queue-config.sh`, as `scripts/dev.sh --queue` does), `DELIVERY=queue`, and the
     /// consumer's `max_retries` set to `max_retries` so a test reaches the dead-letter queue.
     pub fn start_queue(vars: &[(&str, &str)], max_retries: u32) -> Worker {
+        Worker::start_queue_batched(vars, max_retries, 10)
+    }
+
+    /// [`Worker::start_queue`] with the consumer taking up to `max_batch_size` messages at a
+    /// time (`wrangler dev` runs one batch at a time; Cloudflare runs several consumers).
+    pub fn start_queue_batched(
+        vars: &[(&str, &str)],
+        max_retries: u32,
+        max_batch_size: u32,
+    ) -> Worker {
         let output = Command::new("bash")
             .arg(repo_root().join("scripts/queue-config.sh"))
             .output()
@@ -83,7 +93,13 @@ impl Worker {
             config.contains("\n[[queues.producers]]"),
             "queue blocks switched on"
         );
-        let config = config.replace("max_retries = 20", &format!("max_retries = {max_retries}"));
+        let config = config
+            .replace("max_retries = 20", &format!("max_retries = {max_retries}"))
+            .replacen(
+                "max_batch_size = 10",
+                &format!("max_batch_size = {max_batch_size}"),
+                1,
+            );
         let mut vars = vars.to_vec();
         vars.push(("DELIVERY", "queue"));
         Worker::start_with_config(&vars, &config)
@@ -398,11 +414,14 @@ struct Answer {
 }
 
 /// Injected failures: the first attempt for `percent` % of event ids (chosen by a hash of
-/// the id) fails with a 500, a 429 with `Retry-After`, or a connection closed without an
-/// answer. `accepted` counts, per id, the requests answered 200.
+/// the id) fails with a 500, a 429 with `Retry-After`, a connection closed without an
+/// answer, or a hang past any timeout; and while `down`, the port is closed. `accepted`
+/// counts, per id, the requests answered 200.
 #[derive(Default)]
 pub struct Faults {
     percent: AtomicUsize,
+    down: AtomicBool,
+    abandoned: AtomicUsize,
     attempts: Mutex<HashMap<String, usize>>,
     accepted: Mutex<HashMap<String, usize>>,
 }
@@ -418,10 +437,34 @@ impl Origin {
         let answers = Arc::new(Mutex::new(HashMap::new()));
         let faults = Arc::new(Faults::default());
         let (log, rules, injected) = (received.clone(), answers.clone(), faults.clone());
+        let address = listener.local_addr().expect("address");
+        listener.set_nonblocking(true).expect("nonblocking");
         thread::spawn(move || {
-            for stream in listener.incoming().flatten() {
-                let (log, rules, injected) = (log.clone(), rules.clone(), injected.clone());
-                thread::spawn(move || serve(stream, &log, &rules, &injected));
+            // The port is closed while the origin is down, so connections are refused, and
+            // opened again (same port) when it comes back.
+            let mut listening = Some(listener);
+            loop {
+                let down = injected.down.load(Ordering::Relaxed);
+                match &listening {
+                    Some(_) if down => listening = None,
+                    None if down => thread::sleep(Duration::from_millis(20)),
+                    None => {
+                        listening = TcpListener::bind(address).ok();
+                        match &listening {
+                            Some(l) => l.set_nonblocking(true).expect("nonblocking"),
+                            None => thread::sleep(Duration::from_millis(20)),
+                        }
+                    }
+                    Some(listener) => match listener.accept() {
+                        Ok((stream, _)) => {
+                            let _ = stream.set_nonblocking(false);
+                            let (log, rules, injected) =
+                                (log.clone(), rules.clone(), injected.clone());
+                            thread::spawn(move || serve(stream, &log, &rules, &injected));
+                        }
+                        Err(_) => thread::sleep(Duration::from_millis(2)),
+                    },
+                }
             }
         });
         Origin {
@@ -432,9 +475,24 @@ impl Origin {
         }
     }
 
+    /// Goes down (the port closed: connections are refused) for `length`, then comes back.
+    pub fn outage(&self, length: Duration) {
+        self.faults.down.store(true, Ordering::Relaxed);
+        let faults = self.faults.clone();
+        thread::spawn(move || {
+            thread::sleep(length);
+            faults.down.store(false, Ordering::Relaxed);
+        });
+    }
+
     /// From now on, fail the first attempt of `percent` % of event ids (see [`Faults`]).
     pub fn inject_faults(&self, percent: usize) {
         self.faults.percent.store(percent, Ordering::Relaxed);
+    }
+
+    /// How many requests the worker gave up on before the origin answered.
+    pub fn abandoned(&self) -> usize {
+        self.faults.abandoned.load(Ordering::Relaxed)
     }
 
     /// How many requests for each event id were answered 200.
@@ -562,13 +620,18 @@ fn serve(
     log.lock().expect("lock").push(received);
     let mut stream = stream;
     if faulty {
-        match hash / 100 % 3 {
+        match hash / 100 % 4 {
             0 => status = 500,
             1 => {
                 let _ = write!(
                     stream,
                     "HTTP/1.1 429 Too Many Requests\r\nRetry-After: 1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
                 );
+                return;
+            }
+            // A hang past any timeout: the request is never answered nor processed.
+            3 => {
+                thread::sleep(Duration::from_secs(60));
                 return;
             }
             // A reset: the connection closes without an answer.
@@ -588,6 +651,13 @@ fn serve(
     let retry_after = retry_after
         .map(|seconds| format!("Retry-After: {seconds}\r\n"))
         .unwrap_or_default();
+    // Like a web framework that cancels a handler whose client went away, the origin
+    // commits an event only while the worker still waits for the answer: a request the
+    // worker gave up on (its timeout) is counted as abandoned, not accepted.
+    if client_gone(&stream) {
+        faults.abandoned.fetch_add(1, Ordering::Relaxed);
+        return;
+    }
     let answered = write!(
         stream,
         "HTTP/1.1 {status} Status\r\n{retry_after}Content-Length: 2\r\nConnection: close\r\n\r\nok"
@@ -595,6 +665,17 @@ fn serve(
     if status == 200 && answered.is_ok() {
         *faults.accepted.lock().expect("lock").entry(id).or_default() += 1;
     }
+}
+
+/// Whether the client closed its side of the connection (it stopped waiting).
+fn client_gone(stream: &TcpStream) -> bool {
+    let mut byte = [0u8; 1];
+    if stream.set_nonblocking(true).is_err() {
+        return false;
+    }
+    let gone = matches!(stream.peek(&mut byte), Ok(0));
+    let _ = stream.set_nonblocking(false);
+    gone
 }
 
 /// Path of the sender binary built alongside the tests.
