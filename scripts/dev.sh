@@ -24,7 +24,7 @@ for arg in "$@"; do
     --queue)
       # Generated beside wrangler.toml so its relative paths hold; ignored by git.
       scripts/queue-config.sh > wrangler.queue.toml
-      mode_args=(--config wrangler.queue.toml --var DELIVERY:queue)
+      mode_args=(--config wrangler.queue.toml)
       echo "==> queue mode: events are kept, enqueued and delivered by the queue consumer" ;;
     *) args+=("$arg") ;;
   esac

@@ -15,6 +15,9 @@ cargo clippy --lib --target wasm32-unknown-unknown --locked -- -D warnings
 echo "==> building the worker (wasm32, release) and checking the deploy bundle"
 scripts/build.sh
 wrangler deploy --dry-run --outdir target/deploy-dry-run
+# Queue mode's configuration (the commented blocks switched on) must deploy too.
+scripts/queue-config.sh > wrangler.queue.toml
+wrangler deploy --dry-run --config wrangler.queue.toml --outdir target/deploy-dry-run-queue
 
 # The gzipped wasm must stay far below the 3 MiB free-plan limit: it is fetched on every
 # cold start. Raise the budget only with a reason in the commit.
