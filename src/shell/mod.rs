@@ -3,6 +3,9 @@
 //! POSTs the plan lists, and turns every result into a response and one log line. No error
 //! escapes `fetch`: each is mapped to a status here.
 
+use std::cell::OnceCell;
+use std::rc::Rc;
+
 use worker::js_sys::{Reflect, JSON};
 use worker::wasm_bindgen::JsValue;
 use worker::{console_error, console_log, event, Context, Date, Env, Headers, Request, Response};
@@ -24,13 +27,14 @@ pub(crate) const LEDGER_BINDING: &str = "LEDGER";
 async fn fetch(mut req: Request, env: Env, _ctx: Context) -> worker::Result<Response> {
     let started_ms = Date::now().as_millis();
     let path = req.path();
-    let config = Config::from_lookup(|name| lookup(&env, name));
+    let config = isolate_config(&env);
+    let config = config.as_ref();
 
     let outcome = match pipeline::endpoint(req.method().as_ref(), &path) {
         Err(rejection) => Outcome::rejected(rejection),
         Ok(Endpoint::Health) => {
             let kv_bound = env.kv(KV_BINDING).is_ok();
-            Outcome::Health(pipeline::health(&config, kv_bound))
+            Outcome::Health(pipeline::health(config, kv_bound))
         }
         Ok(Endpoint::Webhook) => match &config {
             Ok(config) => webhook(&mut req, &env, config, started_ms).await,
@@ -85,6 +89,24 @@ async fn webhook(req: &mut Request, env: &Env, config: &Config, started_ms: u64)
             writes,
         }) => deliver::deliver(env, event, &body, &writes).await,
     }
+}
+
+/// What [`Config::from_lookup`] made of this isolate's env, or its problems.
+type ConfigResult = Result<Config, Vec<String>>;
+
+thread_local! {
+    /// The configuration, built on the isolate's first request and kept for its life: an
+    /// isolate's env (vars and secrets) is fixed when it starts, and a new deployment or
+    /// secret starts new isolates. Building it per request (eight env reads, `ROUTES`
+    /// through `JSON.stringify` and parsed again) was measurable at small payloads.
+    static CONFIG: OnceCell<Rc<ConfigResult>> = const { OnceCell::new() };
+}
+
+/// The isolate's configuration, built from `env` the first time it is asked for.
+fn isolate_config(env: &Env) -> Rc<ConfigResult> {
+    CONFIG.with(|cell| {
+        Rc::clone(cell.get_or_init(|| Rc::new(Config::from_lookup(|name| lookup(env, name)))))
+    })
 }
 
 /// Reads one setting from the env. Secrets and string vars come through as strings;
