@@ -3,6 +3,9 @@
 //! POSTs the plan lists, and turns every result into a response and one log line. No error
 //! escapes `fetch`: each is mapped to a status here.
 
+use std::cell::OnceCell;
+use std::rc::Rc;
+
 use worker::js_sys::{Reflect, JSON};
 use worker::wasm_bindgen::JsValue;
 use worker::{console_error, console_log, event, Context, Date, Env, Headers, Request, Response};
@@ -32,11 +35,12 @@ pub(crate) const QUEUE_BINDING: &str = "DELIVERIES";
 async fn fetch(mut req: Request, env: Env, ctx: Context) -> worker::Result<Response> {
     let started_ms = Date::now().as_millis();
     let path = req.path();
-    let config = Config::from_lookup(|name| lookup(&env, name));
+    let config = isolate_config(&env);
+    let config = config.as_ref();
 
-    let outcome = match (pipeline::endpoint(req.method().as_ref(), &path), &config) {
+    let outcome = match (pipeline::endpoint(req.method().as_ref(), &path), config) {
         (Err(rejection), _) => Outcome::rejected(rejection),
-        (Ok(Endpoint::Health), _) => Outcome::Health(pipeline::health(&config, &bindings(&env))),
+        (Ok(Endpoint::Health), _) => Outcome::Health(pipeline::health(config, &bindings(&env))),
         (Ok(_), Err(problems)) => {
             for problem in problems {
                 console_error!("{}", config_problem_line(problem));
@@ -56,7 +60,7 @@ async fn fetch(mut req: Request, env: Env, ctx: Context) -> worker::Result<Respo
     }
 
     let duration_ms = Date::now().as_millis().saturating_sub(started_ms);
-    let warnings: Vec<String> = match &config {
+    let warnings: Vec<String> = match config {
         Ok(config) => config
             .secret_problems
             .iter()
@@ -142,6 +146,24 @@ async fn webhook(req: &mut Request, env: &Env, config: &Config, started_ms: u64)
         }
         DeliveryMode::Queue => queue::enqueue(env, event, &job, &body).await,
     }
+}
+
+/// What [`Config::from_lookup`] made of this isolate's env, or its problems.
+type ConfigResult = Result<Config, Vec<String>>;
+
+thread_local! {
+    /// The configuration, built on the isolate's first request and kept for its life: an
+    /// isolate's env (vars and secrets) is fixed when it starts, and a new deployment or
+    /// secret starts new isolates. Building it per request (thirteen env reads, `ROUTES`
+    /// through `JSON.stringify` and parsed again) was measurable at small payloads.
+    static CONFIG: OnceCell<Rc<ConfigResult>> = const { OnceCell::new() };
+}
+
+/// The isolate's configuration, built from `env` the first time it is asked for.
+fn isolate_config(env: &Env) -> Rc<ConfigResult> {
+    CONFIG.with(|cell| {
+        Rc::clone(cell.get_or_init(|| Rc::new(Config::from_lookup(|name| lookup(env, name)))))
+    })
 }
 
 /// Reads one setting from the env. Secrets and string vars come through as strings;

@@ -11,7 +11,7 @@ use worker::{
 
 use super::deliver::{attempt, journal_failing, Attempt, Body};
 use super::ledger::Ledger;
-use super::{lookup, QUEUE_BINDING};
+use super::QUEUE_BINDING;
 use crate::config::Config;
 use crate::ledger::{FailureReport, LedgerRequest, Settled};
 use crate::outcome::{DestinationResult, EventRef, Outcome, Rejection};
@@ -64,7 +64,8 @@ enum Verdict {
 
 #[event(queue)]
 async fn consume(batch: MessageBatch<String>, env: Env, _ctx: Context) -> worker::Result<()> {
-    let config = match Config::from_lookup(|name| lookup(&env, name)) {
+    let config = super::isolate_config(&env);
+    let config = match config.as_ref() {
         Ok(config) => config,
         Err(_) => {
             // The fetch handler logs the problems by name on every request; the messages
@@ -83,7 +84,7 @@ async fn consume(batch: MessageBatch<String>, env: Env, _ctx: Context) -> worker
     };
     let dead_letters = batch.queue() == config.dead_letter_queue;
     let messages: Vec<RawMessage> = batch.raw_iter().collect();
-    let (env, config) = (&env, &config);
+    let env = &env;
     let handled = messages.iter().map(|message| async move {
         let verdict = handle(env, config, message, dead_letters).await;
         (message, verdict)
