@@ -287,6 +287,24 @@ impl ObjectClock {
     }
 }
 
+/// Splits `text` into pieces of at most `max_bytes` (at least 4, so any character fits),
+/// never inside a character: how a kept body is stored, as storage limits one value's size.
+pub fn text_pieces(text: &str, max_bytes: usize) -> Vec<&str> {
+    let max_bytes = max_bytes.max(4);
+    let mut pieces = Vec::new();
+    let mut rest = text;
+    while !rest.is_empty() {
+        let mut end = rest.len().min(max_bytes);
+        while !rest.is_char_boundary(end) {
+            end -= 1;
+        }
+        let (piece, tail) = rest.split_at(end);
+        pieces.push(piece);
+        rest = tail;
+    }
+    pieces
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -491,5 +509,19 @@ mod tests {
         assert!(!clock.observe("evt_newer", 300));
         assert!(clock.observe("evt_new", 200), "overtaken since");
         assert_eq!(clock.latest_event, "evt_newer");
+    }
+
+    #[test]
+    fn bodies_are_cut_into_pieces_at_character_boundaries() {
+        let text = "aé€😀".repeat(1000);
+        for max in [1, 4, 5, 7, 96 * 1024] {
+            let pieces = text_pieces(&text, max);
+            assert_eq!(pieces.concat(), text, "{max}");
+            assert!(pieces
+                .iter()
+                .all(|p| !p.is_empty() && p.len() <= max.max(4)));
+        }
+        assert!(text_pieces("", 8).is_empty());
+        assert_eq!(text_pieces("abcdef", 4), ["abcd", "ef"]);
     }
 }

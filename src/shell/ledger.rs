@@ -13,7 +13,7 @@ use worker::{
     Response, State, Stub,
 };
 
-use crate::ledger::{LedgerRequest, ObjectClock, Record, RETENTION_MS};
+use crate::ledger::{text_pieces, LedgerRequest, ObjectClock, Record, RETENTION_MS};
 use crate::pipeline::Job;
 
 /// Where the ledger keeps its record inside each event's Durable Object.
@@ -243,22 +243,6 @@ impl EventLedger {
         }
         Response::from_bytes(body.into_bytes())
     }
-}
-
-/// Splits `text` into pieces of at most `max_bytes`, never inside a character.
-fn text_pieces(text: &str, max_bytes: usize) -> Vec<&str> {
-    let mut pieces = Vec::new();
-    let mut rest = text;
-    while !rest.is_empty() {
-        let mut end = rest.len().min(max_bytes);
-        while !rest.is_char_boundary(end) {
-            end -= 1;
-        }
-        let (piece, tail) = rest.split_at(end);
-        pieces.push(piece);
-        rest = tail;
-    }
-    pieces
 }
 
 /// Reads a JSON value stored as text, or its default when there is none (or it cannot be
