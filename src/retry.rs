@@ -62,6 +62,9 @@ pub fn retry_after_seconds(value: &str, now: i64) -> Option<u32> {
 /// How long the queue waits before the next attempt, after `failed_attempts` failures in a
 /// row: `RETRY_BASE_SECONDS` doubled per failure up to `RETRY_MAX_SECONDS`, but never
 /// less than the destination's `Retry-After` and never more than Queues allows.
+///
+/// FIXME: there is no jitter, so events that failed together (an origin outage) are retried
+/// together; adding a random spread of up to a fifth of the wait would smooth the herd.
 pub fn backoff_seconds(config: &Config, failed_attempts: u32, retry_after: Option<u32>) -> u32 {
     let doublings = failed_attempts.saturating_sub(1).min(31);
     let backoff = config

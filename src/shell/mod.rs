@@ -110,6 +110,9 @@ async fn webhook(req: &mut Request, env: &Env, config: &Config, started_ms: u64)
     };
 
     // "Latest wins": ask the object's clock whether a newer event for it came first.
+    // FIXME: in queue mode this is decided on arrival, while the consumer's retries can still
+    // reorder deliveries to the origin; asking the clock again in the consumer, just before
+    // writing, would hold back an event overtaken while it waited in the queue.
     let ledger = ledger::Ledger::from_env(env);
     let stale = match (&routed.stale_check, &ledger) {
         (Some(check), Some(ledger)) => {
