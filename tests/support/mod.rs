@@ -73,7 +73,7 @@ impl Worker {
     /// `scripts/queue-config.sh`, as `scripts/dev.sh --queue` does), `DELIVERY=queue`, and the
     /// consumer's `max_retries` set to `max_retries` so a test reaches the dead-letter queue.
     pub fn start_queue(vars: &[(&str, &str)], max_retries: u32) -> Worker {
-        Worker::start_queue_batched(vars, max_retries, 10)
+        Worker::start_queue_batched(vars, max_retries, 5)
     }
 
     /// [`Worker::start_queue`] with the consumer taking up to `max_batch_size` messages at a
@@ -96,7 +96,7 @@ impl Worker {
         let config = config
             .replace("max_retries = 20", &format!("max_retries = {max_retries}"))
             .replacen(
-                "max_batch_size = 10",
+                "max_batch_size = 5",
                 &format!("max_batch_size = {max_batch_size}"),
                 1,
             );
