@@ -87,7 +87,12 @@ impl AdminToken {
     /// sides are hashed first, so the comparison takes the same time wherever they differ.
     pub fn accepts(&self, authorization: Option<&str>) -> bool {
         use sha2::{Digest, Sha256};
-        let Some(presented) = authorization.and_then(|v| v.trim().strip_prefix("Bearer ")) else {
+        // The scheme is case-insensitive (RFC 9110); the token is not.
+        let presented = authorization.and_then(|value| {
+            let (scheme, token) = value.trim().split_once(' ')?;
+            scheme.eq_ignore_ascii_case("bearer").then_some(token)
+        });
+        let Some(presented) = presented else {
             return false;
         };
         let expected = Sha256::digest(self.0.as_bytes());
@@ -385,6 +390,7 @@ mod tests {
         assert_eq!(config.dead_letter_queue, DEFAULT_DEAD_LETTER_QUEUE);
         let token = config.admin_token.expect("set");
         assert!(token.accepts(Some("Bearer a-long-enough-admin-token")));
+        assert!(token.accepts(Some("bearer  a-long-enough-admin-token")));
         for wrong in [
             None,
             Some(""),

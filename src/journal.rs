@@ -53,8 +53,8 @@ pub fn list_limit(query: Option<&str>) -> u32 {
         .into_iter()
         .flat_map(|q| q.split('&'))
         .find_map(|pair| pair.strip_prefix("limit="))
-        .and_then(|v| v.parse::<u32>().ok())
-        .map_or(50, |n| n.clamp(1, MAX_LIST_LIMIT))
+        .and_then(|v| v.parse::<u64>().ok())
+        .map_or(50, |n| n.clamp(1, u64::from(MAX_LIST_LIMIT)) as u32)
 }
 
 #[cfg(test)]
@@ -68,6 +68,8 @@ mod tests {
         assert_eq!(list_limit(Some("x=1&limit=0")), 1);
         assert_eq!(list_limit(Some("limit=100000")), MAX_LIST_LIMIT);
         assert_eq!(list_limit(Some("limit=lots")), 50);
+        assert_eq!(list_limit(Some("limit=99999999999999")), MAX_LIST_LIMIT);
+        assert_eq!(list_limit(Some("limit=-1")), 50);
     }
 
     #[test]

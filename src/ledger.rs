@@ -37,6 +37,10 @@ pub struct Record {
     /// be delivered again: always in queue mode, after a failure in direct mode.
     #[serde(default)]
     pub kept: Option<Job>,
+    /// Destinations a "latest wins" rule held this (stale) event back from: never failing,
+    /// never replayed.
+    #[serde(default)]
+    pub held: Vec<String>,
 }
 
 /// One destination that has not accepted the event yet.
@@ -108,6 +112,8 @@ pub enum LedgerRequest {
         #[serde(default)]
         failed: Vec<FailureReport>,
     },
+    /// The event turned out stale and these destinations hold it back.
+    Hold { destinations: Vec<String> },
     /// Make failing destinations (all, or those named) eligible again, attempts reset.
     Replay { destinations: Option<Vec<String>> },
     /// The whole record, for the admin endpoints.
@@ -194,7 +200,10 @@ impl Record {
                 .find(|f| f.destination == report.destination)
             {
                 Some(failing) => {
-                    failing.attempts += 1;
+                    // An empty reason is the dead-letter queue's verdict, not an attempt.
+                    if !report.reason.is_empty() {
+                        failing.attempts += 1;
+                    }
                     if !report.reason.is_empty() {
                         failing.reason = report.reason.clone();
                     }
@@ -217,6 +226,26 @@ impl Record {
         if self.lease_holder == attempt {
             self.lease_until_ms = 0;
             self.lease_holder.clear();
+        }
+        Settled {
+            recovered,
+            failing: self.failing.clone(),
+        }
+    }
+
+    /// Records that `destinations` hold the event back as stale: they stop failing, so no
+    /// replay sends them an event a newer one overtook. Returns the failing that remain.
+    pub fn hold(&mut self, destinations: &[String]) -> Settled {
+        let mut recovered = Vec::new();
+        for destination in destinations {
+            if !self.held.contains(destination) {
+                self.held.push(destination.clone());
+            }
+            let before = self.failing.len();
+            self.failing.retain(|f| &f.destination != destination);
+            if self.failing.len() != before {
+                recovered.push(destination.clone());
+            }
         }
         Settled {
             recovered,
@@ -254,6 +283,7 @@ impl Record {
                 delivered,
                 failed,
             } => serde_json::to_value(self.settle(attempt, delivered, failed, now_ms)),
+            LedgerRequest::Hold { destinations } => serde_json::to_value(self.hold(destinations)),
             LedgerRequest::Replay { destinations } => {
                 serde_json::to_value(self.replay(destinations.as_deref()))
             }
@@ -493,6 +523,41 @@ mod tests {
             record.claim("c", &all, 3_000),
             Claim::Granted { ref pending, .. } if *pending == labels(&["origin"])
         ));
+    }
+
+    #[test]
+    fn a_held_destination_stops_failing_and_is_not_replayed() {
+        let mut record = Record::default();
+        let all = labels(&["kv", "origin"]);
+        record.claim("a", &all, 1_000);
+        record.settle(
+            "a",
+            &labels(&["kv"]),
+            &[failure("origin", "http_500", false)],
+            1_100,
+        );
+        let settled = record.hold(&labels(&["origin"]));
+        assert_eq!(settled.recovered, labels(&["origin"]));
+        assert!(settled.failing.is_empty());
+        assert!(record.replay(None).destinations.is_empty());
+        assert_eq!(record.held, labels(&["origin"]));
+    }
+
+    #[test]
+    fn the_dead_letter_verdict_keeps_the_last_reason_and_count() {
+        let mut record = Record::default();
+        record.settle("a", &[], &[failure("origin", "http_503", false)], 1_000);
+        record.settle("dead-letter", &[], &[failure("origin", "", true)], 2_000);
+        assert_eq!(
+            (
+                record.failing[0].reason.as_str(),
+                record.failing[0].attempts,
+                record.failing[0].gave_up
+            ),
+            ("http_503", 1, true)
+        );
+        record.settle("dead-letter", &[], &[failure("kv", "", true)], 2_000);
+        assert_eq!(record.failing[1].reason, "retries_exhausted");
     }
 
     #[test]

@@ -386,6 +386,12 @@ impl Outcome {
         if let Outcome::Queued { destinations, .. } = self {
             line["queued"] = json!(destinations);
         }
+        // A replay's answer names events and destinations only; the log keeps it.
+        if let Outcome::Admin { action, body, .. } = self {
+            if action.starts_with("admin_redeliver") {
+                line["result"] = body.clone();
+            }
+        }
         if !results.is_empty() {
             line["destinations"] = json!(results);
         }

@@ -17,7 +17,9 @@ use crate::signature::{verify_with_tags, TAG_BYTES};
 pub enum Endpoint {
     Webhook,
     Health,
-    Admin(Admin),
+    /// Anything under `/admin`: which request, or why none (checked after the token, so the
+    /// paths and methods are not revealed to a caller without it).
+    Admin(Result<Admin, Rejection>),
 }
 
 /// The `/admin` requests, all behind `ADMIN_TOKEN`.
@@ -53,8 +55,11 @@ impl Admin {
 /// Fails with [`Rejection::UnknownPath`] or [`Rejection::MethodNotAllowed`].
 pub fn endpoint(method: &str, path: &str) -> Result<Endpoint, Rejection> {
     let trimmed = path.strip_suffix('/').unwrap_or(path);
+    if trimmed == "/admin" {
+        return Ok(Endpoint::Admin(Err(Rejection::UnknownPath)));
+    }
     if let Some(rest) = trimmed.strip_prefix("/admin/") {
-        return admin_endpoint(method, rest).map(Endpoint::Admin);
+        return Ok(Endpoint::Admin(admin_endpoint(method, rest)));
     }
     match (trimmed, method) {
         ("/webhook", "POST") => Ok(Endpoint::Webhook),
@@ -520,27 +525,27 @@ mod tests {
         assert_eq!(endpoint("POST", "/"), Err(Rejection::UnknownPath));
         assert_eq!(
             endpoint("GET", "/admin/events"),
-            Ok(Endpoint::Admin(Admin::RecentEvents))
+            Ok(Endpoint::Admin(Ok(Admin::RecentEvents)))
         );
         assert_eq!(
             endpoint("GET", "/admin/events/evt_1"),
-            Ok(Endpoint::Admin(Admin::Event("evt_1".into())))
+            Ok(Endpoint::Admin(Ok(Admin::Event("evt_1".into()))))
         );
         assert_eq!(
             endpoint("POST", "/admin/events/evt_1/redeliver"),
-            Ok(Endpoint::Admin(Admin::Redeliver("evt_1".into())))
+            Ok(Endpoint::Admin(Ok(Admin::Redeliver("evt_1".into()))))
         );
         assert_eq!(
             endpoint("GET", "/admin/events/evt_1/redeliver"),
-            Err(Rejection::MethodNotAllowed("POST"))
+            Ok(Endpoint::Admin(Err(Rejection::MethodNotAllowed("POST"))))
         );
         assert_eq!(
             endpoint("POST", "/admin/failed/redeliver/"),
-            Ok(Endpoint::Admin(Admin::RedeliverFailed))
+            Ok(Endpoint::Admin(Ok(Admin::RedeliverFailed)))
         );
         assert_eq!(
             endpoint("DELETE", "/admin/failed"),
-            Err(Rejection::MethodNotAllowed("GET"))
+            Ok(Endpoint::Admin(Err(Rejection::MethodNotAllowed("GET"))))
         );
         for unknown in [
             "/admin",
@@ -551,7 +556,7 @@ mod tests {
         ] {
             assert_eq!(
                 endpoint("GET", unknown),
-                Err(Rejection::UnknownPath),
+                Ok(Endpoint::Admin(Err(Rejection::UnknownPath))),
                 "{unknown}"
             );
         }

@@ -123,6 +123,13 @@ fn queue_mode_retries_backs_off_gives_up_and_replays() {
         let (_, body) = worker.admin("GET", &format!("/admin/events/{down}"), ADMIN_TOKEN);
         body["failing"][0]["gave_up"] == true
     });
+    // Stripe resending a given-up event changes nothing and enqueues nothing.
+    let (response, answer) = send(&worker, "invoice.paid", &refused, now);
+    assert_eq!(response.status, 200, "{answer}");
+    assert_eq!(
+        answer,
+        json!({"received": true, "id": refused, "delivered": ["kv"], "gave_up": ["origin"]})
+    );
     let lines = worker.log_lines();
     let gave_up = queue_line(&lines, &refused, "gave_up").expect("given up");
     assert_eq!(gave_up["destinations"][1]["gave_up"], true);
@@ -171,6 +178,15 @@ fn queue_mode_retries_backs_off_gives_up_and_replays() {
         assert_eq!(origin.accepted_count(id), 1, "{id}");
     }
     assert_eq!(worker.admin("GET", "/admin/failed", "wrong-token").0, 401);
+    // Without the token nothing is revealed, not even which methods a path takes.
+    assert_eq!(
+        worker.admin("DELETE", "/admin/failed", "wrong-token").0,
+        401
+    );
+    assert_eq!(
+        worker.admin("GET", "/admin/nothing-here", "wrong-token").0,
+        401
+    );
     let (status, recent) = worker.admin("GET", "/admin/events?limit=3", ADMIN_TOKEN);
     assert_eq!(status, 200);
     assert_eq!(recent["events"].as_array().map(Vec::len), Some(3));
@@ -227,6 +243,8 @@ fn direct_mode_keeps_refused_events_for_replay() {
     );
     assert!(failed_ids(&worker).is_empty());
     assert_eq!(origin.accepted_count(&refused), 1);
+    let logged = worker.wait_for_log_line(|l| l["outcome"] == "admin_redeliver");
+    assert_eq!(logged["result"]["id"], refused.as_str(), "{logged}");
     assert_eq!(origin.accepted_count(&flaky), 1);
 
     // The same body, once more, is delivered nowhere: it is a duplicate.
@@ -234,6 +252,30 @@ fn direct_mode_keeps_refused_events_for_replay() {
     assert_eq!(answer["duplicate"], true, "{answer}");
     let (status, _) = worker.admin("GET", "/admin/events/evt_never_seen", ADMIN_TOKEN);
     assert_eq!(status, 404);
+    assert_eq!(
+        worker
+            .admin("GET", "/admin/events?limit=1", "bearer-is-not-a-token")
+            .0,
+        401
+    );
+}
+
+/// Without `ADMIN_TOKEN`, `/admin` does not exist, whatever the method.
+#[test]
+fn admin_is_absent_without_a_token() {
+    let worker = Worker::start(&[("STRIPE_WEBHOOK_SECRET", SECRET)]);
+    for (method, path) in [
+        ("GET", "/admin/events"),
+        ("DELETE", "/admin/failed"),
+        ("GET", "/admin"),
+    ] {
+        let (status, body) = worker.admin(method, path, ADMIN_TOKEN);
+        assert_eq!(
+            (status, body),
+            (404, json!({"error": "not_found"})),
+            "{method} {path}"
+        );
+    }
 }
 
 /// "Latest wins": an older event for an object that arrives after a newer one is held back
@@ -244,6 +286,7 @@ fn latest_wins_holds_or_flags_stale_events() {
     let worker = Worker::start(&[
         ("STRIPE_WEBHOOK_SECRET", SECRET),
         ("ORIGIN_URL", &origin.url),
+        ("ADMIN_TOKEN", ADMIN_TOKEN),
         (
             "ROUTES",
             r#"[{"name":"store","events":["customer.subscription.*"],"to":["kv"],"stale":"flag"},
@@ -252,6 +295,10 @@ fn latest_wins_holds_or_flags_stale_events() {
     ]);
     let now = now_seconds();
     let (newer, older) = (new_event_id(), new_event_id());
+    // The older event first fails at the origin, so it is listed as failing...
+    origin.fail_next(&older, 500, None, 1);
+    let (response, _) = send(&worker, "customer.subscription.deleted", &older, now - 60);
+    assert_eq!(response.status, 503);
     let (response, answer) = send(&worker, "customer.subscription.updated", &newer, now - 10);
     assert_eq!(response.status, 200, "{answer}");
     assert_eq!(answer.get("stale"), None);
@@ -260,17 +307,32 @@ fn latest_wins_holds_or_flags_stale_events() {
     assert_eq!(response.status, 200, "{answer}");
     assert_eq!(
         answer,
-        json!({"received": true, "id": older, "delivered": ["kv"], "stale": true, "held": ["origin"]})
+        json!({
+            "received": true, "id": older, "delivered": ["kv"], "duplicate": true,
+            "stale": true, "held": ["origin"]
+        })
     );
-    assert!(origin.received_for(&older).is_empty(), "held back");
+    // ...and, once overtaken, is held back: its retry does not reach the origin, and it is
+    // no longer listed, so no replay sends it there.
+    assert_eq!(origin.accepted_count(&older), 0, "held back");
+    let (status, event) = worker.admin("GET", &format!("/admin/events/{older}"), ADMIN_TOKEN);
+    assert_eq!(status, 200);
+    assert_eq!(event["failing"], json!([]), "{event}");
+    assert_eq!(failed_ids(&worker), Vec::<String>::new());
     assert_eq!(origin.received_for(&newer).len(), 1);
-    let stored: Value =
-        serde_json::from_slice(&worker.kv_get(&older).expect("in KV")).expect("JSON");
-    assert_eq!(stored["stale"], true);
-    let stored: Value =
-        serde_json::from_slice(&worker.kv_get(&newer).expect("in KV")).expect("JSON");
-    assert_eq!(stored["stale"], false);
-    let line = worker.wait_for_log_line(|l| l["event_id"] == older.as_str());
+    // KV took the older event on its first arrival, before it was overtaken; one that
+    // arrives already overtaken is stored flagged.
+    let oldest = new_event_id();
+    let (_, answer) = send(&worker, "customer.subscription.deleted", &oldest, now - 120);
+    assert_eq!(answer["delivered"], json!(["kv"]), "{answer}");
+    let stored = |id: &str| -> Value {
+        serde_json::from_slice(&worker.kv_get(id).expect("in KV")).expect("JSON")
+    };
+    assert_eq!(stored(&oldest)["stale"], true);
+    assert_eq!(stored(&older)["stale"], false);
+    assert_eq!(stored(&newer)["stale"], false);
+    assert_eq!(origin.accepted_count(&oldest), 0);
+    let line = worker.wait_for_log_line(|l| l["event_id"] == oldest.as_str());
     assert_eq!(
         (line["stale"].clone(), line["held"].clone()),
         (json!(true), json!(["origin"]))

@@ -2,6 +2,7 @@
 //! deliveries, look at one event, and deliver failed ones again. A replay goes through the
 //! queue in queue mode and is attempted at once in direct mode.
 
+use futures_util::future::join_all;
 use serde_json::{json, Value};
 use worker::{Env, Request};
 
@@ -18,9 +19,14 @@ use crate::pipeline::Admin;
 /// How many failed events one `POST /admin/failed/redeliver` takes on. Direct mode
 /// attempts each at once, so its batch is smaller, to stay inside one request's limits.
 const REPLAY_BATCH_QUEUE: u32 = 100;
-const REPLAY_BATCH_DIRECT: u32 = 20;
+const REPLAY_BATCH_DIRECT: u32 = 5;
 
-pub(super) async fn admin(req: &Request, env: &Env, config: &Config, action: Admin) -> Outcome {
+pub(super) async fn admin(
+    req: &Request,
+    env: &Env,
+    config: &Config,
+    action: Result<Admin, Rejection>,
+) -> Outcome {
     // Without a token the endpoints do not exist.
     let Some(token) = &config.admin_token else {
         return Outcome::rejected(Rejection::UnknownPath);
@@ -29,6 +35,10 @@ pub(super) async fn admin(req: &Request, env: &Env, config: &Config, action: Adm
     if !token.accepts(authorization.as_deref()) {
         return Outcome::rejected(Rejection::Unauthorized);
     }
+    let action = match action {
+        Ok(action) => action,
+        Err(rejection) => return Outcome::rejected(rejection),
+    };
     let name = action.action();
     // The query is read from the raw URL: parsing it with `Request::url` would pull a URL
     // parser and its Unicode tables (about 100 KB gzipped) into the bundle.
@@ -78,13 +88,20 @@ pub(super) async fn admin(req: &Request, env: &Env, config: &Config, action: Adm
                 .await
             {
                 Ok(failed) => {
-                    let mut replays = Vec::new();
-                    for event in &failed {
-                        let replay = redeliver(env, &ledger, config, &event.id, now).await;
-                        replays.push(
-                            replay.unwrap_or_else(|r| json!({"id": event.id, "error": r.code()})),
-                        );
-                    }
+                    // Concurrently, so a hanging origin costs one timeout, not one per event.
+                    let replays = failed.iter().map(|event| async {
+                        match redeliver(env, &ledger, config, &event.id, now).await {
+                            Ok(body) => body,
+                            Err(rejection) => {
+                                if rejection == Rejection::EventNotKept {
+                                    // The ledger forgot it (31 days on): so does the journal.
+                                    forget(&journal, event, now).await;
+                                }
+                                json!({"id": event.id, "error": rejection.code()})
+                            }
+                        }
+                    });
+                    let replays = join_all(replays).await;
                     Ok((200, json!({ "redelivered": replays, "batch_limit": batch })))
                 }
                 Err(error) => Err(error),
@@ -99,6 +116,16 @@ pub(super) async fn admin(req: &Request, env: &Env, config: &Config, action: Adm
         },
         Err(_) => Outcome::rejected(Rejection::LedgerUnavailable),
     }
+}
+
+/// Removes an event the ledger no longer keeps from the journal's failed list.
+async fn forget(journal: &Journal, event: &FailedEvent, now: i64) {
+    let request = JournalRequest::Failing(FailedEvent {
+        destinations: Vec::new(),
+        updated_ms: u64::try_from(now).unwrap_or_default() * 1000,
+        ..event.clone()
+    });
+    journal.tell(&request).await;
 }
 
 /// Makes the failing destinations of one kept event eligible again and delivers them:
@@ -136,7 +163,7 @@ async fn redeliver(
         }
         DeliveryMode::Direct => {
             match attempt(env, ledger, config, &job, Body::Kept, now, false).await {
-                Attempt::Busy => Err(Rejection::DeliveryInProgress),
+                Attempt::Busy(_) => Err(Rejection::DeliveryInProgress),
                 Attempt::LedgerUnavailable => Err(Rejection::LedgerUnavailable),
                 Attempt::Done(report) => Ok(json!({"id": id, "results": report.results})),
             }

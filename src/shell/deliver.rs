@@ -32,8 +32,8 @@ pub(super) enum Body<'a> {
 
 /// How an attempt ended.
 pub(super) enum Attempt {
-    /// Another attempt holds the event's lease.
-    Busy,
+    /// Another attempt holds the event's lease, for this many more milliseconds.
+    Busy(u64),
     /// The ledger could not be asked; nothing was written.
     LedgerUnavailable,
     Done(Report),
@@ -69,7 +69,7 @@ pub(super) async fn deliver_now(
         return Outcome::from_deliveries(event, results);
     };
     match attempt(env, &ledger, config, job, Body::Here(body), now, true).await {
-        Attempt::Busy => Outcome::Rejected {
+        Attempt::Busy(_) => Outcome::Rejected {
             reason: Rejection::DeliveryInProgress,
             event: Some(event),
             results: Vec::new(),
@@ -105,7 +105,7 @@ pub(super) async fn attempt(
             already,
             given_up,
         }) => (pending, already, given_up),
-        Ok(Claim::Busy { .. }) => return Attempt::Busy,
+        Ok(Claim::Busy { retry_after_ms }) => return Attempt::Busy(retry_after_ms),
         Err(_) => return Attempt::LedgerUnavailable,
     };
     let mut results: Vec<DestinationResult> = already

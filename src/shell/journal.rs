@@ -11,6 +11,7 @@ use worker::{
 };
 
 use crate::journal::{FailedEvent, JournalRequest, SeenEvent, RECENT_EVENTS_KEPT};
+use crate::ledger::RETENTION_MS;
 
 /// The one instance every request talks to.
 const INSTANCE: &str = "journal";
@@ -112,6 +113,12 @@ impl DurableObject for DeliveryJournal {
                 Response::from_json(&true)
             }
             JournalRequest::Failing(failed) => {
+                // Events the ledgers have forgotten (31 days on) leave the list too.
+                let expired = failed.updated_ms.saturating_sub(RETENTION_MS);
+                sql.exec(
+                    "DELETE FROM failed WHERE updated_ms < ?",
+                    vec![millis(expired)],
+                )?;
                 if failed.destinations.is_empty() {
                     sql.exec("DELETE FROM failed WHERE id = ?", vec![failed.id.into()])?;
                 } else {

@@ -12,8 +12,9 @@ use worker::{console_error, console_log, event, Context, Date, Env, Headers, Req
 
 use crate::config::{names, Config, DeliveryMode};
 use crate::journal::JournalRequest;
+use crate::ledger::{LedgerRequest, Settled};
 use crate::outcome::{Outcome, Rejection};
-use crate::pipeline::{self, Endpoint, Plan, Routing};
+use crate::pipeline::{self, Endpoint, Job, Plan, Routing};
 
 mod admin;
 mod deliver;
@@ -78,6 +79,24 @@ async fn fetch(mut req: Request, env: Env, ctx: Context) -> worker::Result<Respo
     respond(&outcome)
 }
 
+/// Records in the ledger that `held` hold this stale event back, so an earlier failure there
+/// is no longer listed or replayed.
+async fn hold(env: &Env, ledger: &ledger::Ledger, job: &Job, held: &[String], now: i64) {
+    let request = LedgerRequest::Hold {
+        destinations: held.to_vec(),
+    };
+    match ledger.ask::<Settled>(&job.id, &request).await {
+        Ok(settled) if !settled.recovered.is_empty() => {
+            deliver::journal_failing(env, job, &settled, now).await;
+        }
+        Ok(_) => {}
+        Err(_) => console_error!(
+            "{}",
+            serde_json::json!({"level": "error", "msg": "stripe-edge ledger hold failed", "event_id": job.id})
+        ),
+    }
+}
+
 /// Which bindings the worker has, for `/health`.
 fn bindings(env: &Env) -> pipeline::Bindings {
     pipeline::Bindings {
@@ -139,6 +158,11 @@ async fn webhook(req: &mut Request, env: &Env, config: &Config, started_ms: u64)
         body,
         writes,
     } = pipeline::plan(config, *routed, stale, now);
+    if !event.held.is_empty() {
+        if let Some(ledger) = &ledger {
+            hold(env, ledger, &job, &event.held, now).await;
+        }
+    }
     if writes.is_empty() {
         // Every destination held the stale event back.
         return Outcome::from_deliveries(event, Vec::new());

@@ -12,14 +12,14 @@ use worker::{
 use super::deliver::{attempt, journal_failing, Attempt, Body};
 use super::ledger::Ledger;
 use super::QUEUE_BINDING;
-use crate::config::Config;
+use crate::config::{Config, MAX_QUEUE_DELAY_SECONDS};
 use crate::ledger::{FailureReport, LedgerRequest, Settled};
 use crate::outcome::{DestinationResult, EventRef, Outcome, Rejection};
 use crate::pipeline::Job;
 use crate::retry::backoff_seconds;
 
 /// Webhook side: keep the event, then enqueue it. The answer is 202 once both hold; a
-/// repeat of an event every destination has is answered as a duplicate.
+/// repeat of an event with nothing left to attempt is answered at once.
 pub(super) async fn enqueue(env: &Env, event: EventRef, job: &Job, body: &[u8]) -> Outcome {
     let unavailable = |event: EventRef| Outcome::Rejected {
         reason: Rejection::QueueUnavailable,
@@ -32,15 +32,26 @@ pub(super) async fn enqueue(env: &Env, event: EventRef, job: &Job, body: &[u8]) 
     let Ok(record) = ledger.keep(job, body).await else {
         return unavailable(event);
     };
+    // Nothing left to attempt (every destination has it, or was given up and waits for a
+    // replay): answer as direct mode would, without a message.
+    let given_up = |d: &String| {
+        record
+            .failing
+            .iter()
+            .any(|f| &f.destination == d && f.gave_up)
+    };
     if job
         .destinations
         .iter()
-        .all(|d| record.delivered.contains(d))
+        .all(|d| record.delivered.contains(d) || given_up(d))
     {
         let results = job
             .destinations
             .iter()
-            .map(|d| DestinationResult::earlier(d))
+            .map(|d| match given_up(d) {
+                true => DestinationResult::failed(d, "given_up", true),
+                false => DestinationResult::earlier(d),
+            })
             .collect();
         return Outcome::from_deliveries(event, results);
     }
@@ -56,6 +67,9 @@ pub(super) async fn enqueue(env: &Env, event: EventRef, job: &Job, body: &[u8]) 
     }
 }
 
+/// How long a message waits when the ledger could not be asked about it.
+const LEDGER_RETRY_SECONDS: u32 = 60;
+
 /// What to do with one message after handling it.
 enum Verdict {
     Ack,
@@ -65,22 +79,23 @@ enum Verdict {
 #[event(queue)]
 async fn consume(batch: MessageBatch<String>, env: Env, _ctx: Context) -> worker::Result<()> {
     let config = super::isolate_config(&env);
-    let config = match config.as_ref() {
-        Ok(config) => config,
-        Err(_) => {
-            // The fetch handler logs the problems by name on every request; the messages
-            // wait for a fixed configuration.
-            console_error!(
-                "{}",
-                serde_json::json!({"level": "error", "msg": "stripe-edge queue paused: configuration invalid", "code": "config_invalid"})
-            );
-            batch.retry_all_with_options(
-                &QueueRetryOptionsBuilder::new()
-                    .with_delay_seconds(60)
-                    .build(),
-            );
-            return Ok(());
+    let Ok(config) = config.as_ref() else {
+        // Retrying would only spend the messages' retries (and then lose them from the
+        // dead-letter queue) while the configuration stays wrong. Each event is kept in its
+        // ledger already: give its destinations up, so it is listed under /admin/failed and
+        // replayed once the configuration is fixed. The fetch handler logs the problems.
+        let now = i64::try_from(Date::now().as_millis() / 1000).unwrap_or(i64::MAX);
+        for message in batch.raw_iter() {
+            let verdict = match (read_job(&message), Ledger::from_env(&env)) {
+                (Some(job), Some(ledger)) => {
+                    give_up(&env, &ledger, &job, "config_invalid", now).await
+                }
+                (None, _) => Verdict::Ack,
+                (Some(_), None) => Verdict::RetryIn(MAX_QUEUE_DELAY_SECONDS),
+            };
+            settle_message(&message, verdict);
         }
+        return Ok(());
     };
     let dead_letters = batch.queue() == config.dead_letter_queue;
     let messages: Vec<RawMessage> = batch.raw_iter().collect();
@@ -90,29 +105,39 @@ async fn consume(batch: MessageBatch<String>, env: Env, _ctx: Context) -> worker
         (message, verdict)
     });
     for (message, verdict) in join_all(handled).await {
-        match verdict {
-            Verdict::Ack => message.ack(),
-            Verdict::RetryIn(seconds) => message.retry_with_options(
-                &QueueRetryOptionsBuilder::new()
-                    .with_delay_seconds(seconds)
-                    .build(),
-            ),
-        }
+        settle_message(message, verdict);
     }
     Ok(())
 }
 
-async fn handle(env: &Env, config: &Config, message: &RawMessage, dead_letters: bool) -> Verdict {
+fn settle_message(message: &RawMessage, verdict: Verdict) {
+    match verdict {
+        Verdict::Ack => message.ack(),
+        Verdict::RetryIn(seconds) => message.retry_with_options(
+            &QueueRetryOptionsBuilder::new()
+                .with_delay_seconds(seconds)
+                .build(),
+        ),
+    }
+}
+
+fn read_job(message: &RawMessage) -> Option<Job> {
     let job = message
         .body()
         .as_string()
         .and_then(|text| serde_json::from_str::<Job>(&text).ok());
-    let Some(job) = job else {
+    if job.is_none() {
         // Not a message this worker sent; retrying cannot make it readable.
         console_error!(
             "{}",
             serde_json::json!({"level": "error", "msg": "stripe-edge queue message unreadable", "code": "message_unreadable"})
         );
+    }
+    job
+}
+
+async fn handle(env: &Env, config: &Config, message: &RawMessage, dead_letters: bool) -> Verdict {
+    let Some(job) = read_job(message) else {
         return Verdict::Ack;
     };
     let Some(ledger) = Ledger::from_env(env) else {
@@ -121,14 +146,16 @@ async fn handle(env: &Env, config: &Config, message: &RawMessage, dead_letters: 
     };
     let now = i64::try_from(Date::now().as_millis() / 1000).unwrap_or(i64::MAX);
     if dead_letters {
-        return give_up(env, &ledger, config, &job, now).await;
+        return give_up(env, &ledger, &job, "", now).await;
     }
 
     match attempt(env, &ledger, config, &job, Body::Kept, now, false).await {
-        // The attempt holding the lease has its own message, which ends the job.
-        Attempt::Busy => {
-            log(&job, "in_progress", &[], None);
-            Verdict::Ack
+        // Another attempt holds the lease: come back when it ends. Acknowledging instead
+        // would lose the event if that attempt died holding the lease.
+        Attempt::Busy(retry_after_ms) => {
+            let wait = u32::try_from(retry_after_ms.div_ceil(1000) + 1).unwrap_or(u32::MAX);
+            log(&job, "in_progress", &[], Some(wait));
+            Verdict::RetryIn(wait)
         }
         Attempt::LedgerUnavailable => {
             let wait = backoff_seconds(config, 1, None);
@@ -142,10 +169,10 @@ async fn handle(env: &Env, config: &Config, message: &RawMessage, dead_letters: 
                 .filter(|(_, failure)| !failure.give_up)
                 .collect();
             if retryable.is_empty() {
-                let outcome = if report.failures.is_empty() {
-                    "delivered"
-                } else {
+                let outcome = if report.results.iter().any(|r| r.gave_up) {
                     "gave_up"
+                } else {
+                    "delivered"
                 };
                 log(&job, outcome, &report.results, None);
                 return Verdict::Ack;
@@ -168,9 +195,10 @@ async fn handle(env: &Env, config: &Config, message: &RawMessage, dead_letters: 
     }
 }
 
-/// A dead letter: the queue's retries ran out. Every destination that still lacks the
-/// event is given up, so it is listed under `/admin/failed` and waits for a replay.
-async fn give_up(env: &Env, ledger: &Ledger, config: &Config, job: &Job, now: i64) -> Verdict {
+/// A dead letter (the queue's retries ran out; `reason` empty keeps the last one) or a
+/// paused consumer: every destination that still lacks the event is given up, so it is
+/// listed under `/admin/failed` and waits for a replay.
+async fn give_up(env: &Env, ledger: &Ledger, job: &Job, reason: &str, now: i64) -> Verdict {
     let settle = LedgerRequest::Settle {
         attempt: "dead-letter".to_owned(),
         delivered: Vec::new(),
@@ -179,7 +207,7 @@ async fn give_up(env: &Env, ledger: &Ledger, config: &Config, job: &Job, now: i6
             .iter()
             .map(|d| FailureReport {
                 destination: d.clone(),
-                reason: String::new(),
+                reason: reason.to_owned(),
                 give_up: true,
             })
             .collect(),
@@ -196,9 +224,8 @@ async fn give_up(env: &Env, ledger: &Ledger, config: &Config, job: &Job, now: i6
             Verdict::Ack
         }
         Err(_) => {
-            let wait = backoff_seconds(config, 1, None);
-            log(job, "retry", &[], Some(wait));
-            Verdict::RetryIn(wait)
+            log(job, "retry", &[], Some(LEDGER_RETRY_SECONDS));
+            Verdict::RetryIn(LEDGER_RETRY_SECONDS)
         }
     }
 }
