@@ -1,6 +1,9 @@
 //! Request-side I/O: reading the body stream under its size cap, and hashing large bodies
 //! with the runtime's Web Crypto so the core only compares tags.
 
+use std::cell::RefCell;
+use std::rc::Rc;
+
 use futures_util::StreamExt;
 use wasm_bindgen::JsCast;
 use worker::js_sys::{global, Array, Function, Object, Promise, Reflect, Uint8Array};
@@ -13,27 +16,33 @@ use crate::outcome::Rejection;
 use crate::signature::{parse_header, TAG_BYTES};
 
 /// Bodies at least this large are hashed by the runtime's Web Crypto instead of in wasm:
-/// below it, the two promise round trips cost more than the hashing they save.
-const WEB_CRYPTO_MIN_BYTES: usize = 64 * 1024;
+/// below it, the promise round trip costs more than the hashing it saves. With the keys
+/// imported once per isolate (see [`WEB_CRYPTO`]) the crossover is a few KiB: at 10 KiB the
+/// pure-Rust `sha2` in wasm was the largest wasm item of the CPU profile, and moving it to
+/// Web Crypto took about 0.5-0.7 ms of workerd CPU off each request (bench/notes.md).
+const WEB_CRYPTO_MIN_BYTES: usize = 4 * 1024;
 
-/// For a large body, the expected `v1` tag under each secret, computed by `crypto.subtle`
-/// (native code) rather than by the pure-Rust HMAC in wasm. `None` leaves the hashing to the
-/// core: for small bodies, unparsable headers, or if Web Crypto fails for any reason.
-pub(super) async fn web_crypto_tags(
-    config: &Config,
-    signature: Option<&str>,
-    body: &[u8],
-) -> Option<Vec<[u8; TAG_BYTES]>> {
-    if body.len() < WEB_CRYPTO_MIN_BYTES || body.len() > config.max_body_bytes {
-        return None;
+/// `crypto.subtle`, its `sign` method and every configured secret imported as an HMAC key,
+/// in `Config::secrets` order.
+struct WebCrypto {
+    subtle: JsValue,
+    sign: Function,
+    keys: Vec<JsValue>,
+}
+
+thread_local! {
+    /// Made on the isolate's first large body and kept for its life, like the configuration
+    /// it comes from (see `super::isolate_config`): one `importKey` per secret per isolate
+    /// instead of one per request.
+    static WEB_CRYPTO: RefCell<Option<Rc<WebCrypto>>> = const { RefCell::new(None) };
+}
+
+/// The isolate's [`WebCrypto`], importing the keys on first use. `None` if the runtime has
+/// no usable `crypto.subtle`.
+async fn web_crypto(config: &Config) -> Option<Rc<WebCrypto>> {
+    if let Some(cached) = WEB_CRYPTO.with(|cell| cell.borrow().clone()) {
+        return Some(cached);
     }
-    let parsed = parse_header(signature?).ok()?;
-    let mut message = Vec::with_capacity(parsed.timestamp_text.len() + 1 + body.len());
-    message.extend_from_slice(parsed.timestamp_text.as_bytes());
-    message.push(b'.');
-    message.extend_from_slice(body);
-    let message = Uint8Array::from(message.as_slice());
-
     let subtle = Reflect::get(
         &Reflect::get(&global(), &"crypto".into()).ok()?,
         &"subtle".into(),
@@ -51,8 +60,7 @@ pub(super) async fn web_crypto_tags(
     Reflect::set(&algorithm, &"name".into(), &"HMAC".into()).ok()?;
     Reflect::set(&algorithm, &"hash".into(), &"SHA-256".into()).ok()?;
     let usages = Array::of1(&"sign".into());
-
-    let mut tags = Vec::with_capacity(config.secrets.len());
+    let mut keys = Vec::with_capacity(config.secrets.len());
     for secret in &config.secrets {
         let key_bytes: JsValue = Uint8Array::from(secret.key()).into();
         let import_args = Array::of5(
@@ -62,9 +70,49 @@ pub(super) async fn web_crypto_tags(
             &false.into(),
             &usages,
         );
-        let key = await_promise(import_key.apply(&subtle, &import_args).ok()?).await?;
-        let signed =
-            await_promise(sign.call3(&subtle, &"HMAC".into(), &key, &message).ok()?).await?;
+        keys.push(await_promise(import_key.apply(&subtle, &import_args).ok()?).await?);
+    }
+    // Two first requests may both get here; either result is the same keys.
+    let made = Rc::new(WebCrypto { subtle, sign, keys });
+    WEB_CRYPTO.with(|cell| *cell.borrow_mut() = Some(Rc::clone(&made)));
+    Some(made)
+}
+
+/// For a large body, the expected `v1` tag under each secret, computed by `crypto.subtle`
+/// (native code) rather than by the pure-Rust HMAC in wasm. `None` leaves the hashing to the
+/// core: for small bodies, unparsable headers, or if Web Crypto fails for any reason.
+pub(super) async fn web_crypto_tags(
+    config: &Config,
+    signature: Option<&str>,
+    body: &[u8],
+) -> Option<Vec<[u8; TAG_BYTES]>> {
+    if body.len() < WEB_CRYPTO_MIN_BYTES || body.len() > config.max_body_bytes {
+        return None;
+    }
+    let parsed = parse_header(signature?).ok()?;
+    let crypto = web_crypto(config).await?;
+    if crypto.keys.len() != config.secrets.len() {
+        return None;
+    }
+    let mut message = Vec::with_capacity(parsed.timestamp_text.len() + 1 + body.len());
+    message.extend_from_slice(parsed.timestamp_text.as_bytes());
+    message.push(b'.');
+    message.extend_from_slice(body);
+    let message = Uint8Array::from(message.as_slice());
+
+    // Every secret's HMAC is started before the first is awaited.
+    let mut pending = Vec::with_capacity(crypto.keys.len());
+    for key in &crypto.keys {
+        pending.push(
+            crypto
+                .sign
+                .call3(&crypto.subtle, &"HMAC".into(), key, &message)
+                .ok()?,
+        );
+    }
+    let mut tags = Vec::with_capacity(pending.len());
+    for promise in pending {
+        let signed = await_promise(promise).await?;
         tags.push(Uint8Array::new(&signed).to_vec().try_into().ok()?);
     }
     Some(tags)
