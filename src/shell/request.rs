@@ -9,7 +9,7 @@ use wasm_bindgen::JsCast;
 use worker::js_sys::{global, Array, Function, Object, Promise, Reflect, Uint8Array};
 use worker::wasm_bindgen::JsValue;
 use worker::wasm_bindgen_futures::JsFuture;
-use worker::Request;
+use worker::worker_sys::web_sys;
 
 use crate::config::Config;
 use crate::outcome::Rejection;
@@ -122,6 +122,20 @@ async fn await_promise(value: JsValue) -> Option<JsValue> {
     JsFuture::from(value.dyn_into::<Promise>().ok()?).await.ok()
 }
 
+/// The path of a request URL as the runtime serializes it (`scheme://host[:port]/path?query`),
+/// without the query or fragment: a special-scheme URL always has a path starting at the
+/// first `/` after the host, and `?` and `#` inside the path are always percent-encoded.
+pub(super) fn path(url: &str) -> String {
+    let after_scheme = url.find("://").map_or(0, |i| i + 3);
+    let rest = &url[after_scheme..];
+    let Some(start) = rest.find('/') else {
+        return "/".to_owned();
+    };
+    let path = &rest[start..];
+    let end = path.find(['?', '#']).unwrap_or(path.len());
+    path[..end].to_owned()
+}
+
 /// Reads the body, keeping at most `max_bytes`.
 ///
 /// With a `Content-Length` within the limit (what Stripe sends; the caller has already
@@ -129,8 +143,11 @@ async fn await_promise(value: JsValue) -> Option<JsValue> {
 /// taken whole with `arrayBuffer()`: one promise and one copy into wasm. Streaming it
 /// instead cost a reader, a `read()` promise per chunk and a `releaseLock`, which the CPU
 /// profile showed as the largest single item of a 1 KiB request.
-pub(super) async fn read_body(req: &mut Request, max_bytes: usize) -> Result<Vec<u8>, Rejection> {
-    if req.inner().body().is_none() {
+pub(super) async fn read_body(
+    req: &web_sys::Request,
+    max_bytes: usize,
+) -> Result<Vec<u8>, Rejection> {
+    if req.body().is_none() {
         return Ok(Vec::new());
     }
     let declared = req
@@ -141,7 +158,11 @@ pub(super) async fn read_body(req: &mut Request, max_bytes: usize) -> Result<Vec
         .and_then(|v| v.trim().parse::<u64>().ok());
     match declared {
         Some(length) if length <= max_bytes as u64 => {
-            let body = req.bytes().await.map_err(|_| Rejection::BodyUnreadable)?;
+            let promise = req.array_buffer().map_err(|_| Rejection::BodyUnreadable)?;
+            let buffer = JsFuture::from(promise)
+                .await
+                .map_err(|_| Rejection::BodyUnreadable)?;
+            let body = Uint8Array::new(&buffer).to_vec();
             // The runtime frames the body by its Content-Length; checked again all the same.
             if body.len() > max_bytes {
                 return Err(Rejection::PayloadTooLarge);
@@ -155,8 +176,12 @@ pub(super) async fn read_body(req: &mut Request, max_bytes: usize) -> Result<Vec
 /// Reads the body stream, keeping at most `max_bytes`: once a body sent without
 /// `Content-Length` passes the limit, the rest is read and dropped and the answer is 413, so
 /// the worker never holds more than the limit in memory.
-async fn read_stream(req: &mut Request, max_bytes: usize) -> Result<Vec<u8>, Rejection> {
-    let mut stream = req.stream().map_err(|_| Rejection::BodyUnreadable)?;
+async fn read_stream(req: &web_sys::Request, max_bytes: usize) -> Result<Vec<u8>, Rejection> {
+    // Only here is the request wrapped as a `worker::Request` (which reads `cf`), for its
+    // byte stream.
+    let mut stream = worker::Request::from(Clone::clone(req))
+        .stream()
+        .map_err(|_| Rejection::BodyUnreadable)?;
     let mut body = Vec::new();
     let mut too_large = false;
     while let Some(chunk) = stream.next().await {
