@@ -7,7 +7,8 @@
 // Usage: node bench/compare.mjs PAYLOAD_DIR SIZE VARIANT...
 //   VARIANT is LABEL=BUNDLE_DIR (a worker-build output such as build/), or `ref` or `empty`.
 //   BENCH_ROUNDS (default 3) rounds of BENCH_COUNT (default 1000) requests per variant.
-//   BENCH_LEDGER=1 gives the stripe-edge variants the LEDGER Durable Object binding.
+//   A LABEL ending in `-ledger` (or BENCH_LEDGER=1, for every stripe-edge variant) adds the
+//   LEDGER Durable Object binding, so dedupe's claim and settle are in the path.
 import { readFileSync, rmSync } from "node:fs";
 import { join, resolve } from "node:path";
 
@@ -53,7 +54,7 @@ async function main() {
       spec = { name, bundle: resolve(dir),
         vars: { STRIPE_WEBHOOK_SECRET: SECRET, ORIGIN_URL: origin,
           ROUTES: JSON.stringify([{ name: "all", events: ["*"], to: ["origin"] }]) },
-        extraToml: LEDGER ? `${KV}\n${LEDGER_TOML}` : KV };
+        extraToml: LEDGER || name.endsWith("-ledger") ? `${KV}\n${LEDGER_TOML}` : KV };
     }
     workers.push({ ...(await startWorker({ key: `v${i}`, ...spec })), samples: [] });
   }

@@ -245,6 +245,7 @@ export async function drive(url, body, count, secondsMax) {
   latencies.sort((x, y) => x - y);
   const at = (q) => latencies[Math.min(latencies.length - 1, Math.round((latencies.length - 1) * q))];
   return {
+    latencies,
     requests: latencies.length,
     seconds,
     rps: latencies.length / seconds,

@@ -164,14 +164,35 @@ push(`| Node.js (driver, sink) | ${process.version} |`);
 push(`| stripe-edge | commit ${commit}${dirty && dirty !== "n/a" ? ", built from a working tree with uncommitted changes in src/ or Cargo files" : ""} |`);
 push(`| date | ${meta.date} |`);
 push(`| command | \`scripts/bench.sh\` (took ${f(meta.seconds, 0)} s) |`);
-push(`| load | concurrency ${load.concurrency}; requests per worker and size: ${Object.entries(load.counts).map(([k, v]) => `${k} ${v}`).join(", ")}; each run stops after ${load.run_seconds_max} s; a 10 % warm-up before each run |`);
+push(`| load | concurrency ${load.concurrency}; requests per worker and size: ${Object.entries(load.counts).map(([k, v]) => `${k} ${v}`).join(", ")}; ${load.rounds ? `split into ${load.rounds} rounds per worker, the three workers' rounds alternating (order rotating) so other load on the machine falls on all alike; ` : ""}each worker and size stops after ${load.run_seconds_max} s; a 10 % warm-up first |`);
 push(`| load average at start | ${meta.loadavg_start} |`);
 push();
 push("(a) is the real `build/` bundle with `ROUTES` sending `*` to `origin` only (KV is not in the");
-push("path); (b) is `bench/reference-js/` (`stripe.webhooks.constructEventAsync` with");
+push("path) and **without the `LEDGER` Durable Object binding**: every arrival is delivered, with no");
+push("dedupe, so the two Durable Object round trips (claim, then settle) that a worker deployed with");
+push("the default `wrangler.toml` makes per delivery are not in these numbers; `bench/notes.md` has a");
+push("side-by-side run with the ledger. (b) is `bench/reference-js/` (`stripe.webhooks.constructEventAsync` with");
 push("`Stripe.createSubtleCryptoProvider()`, then the raw body forwarded); (c) is `bench/empty/`");
 push("(answers 200 without reading the body). (a) and (b) POST every event to the same loopback");
-push("sink (`bench/sink.mjs`); every measured request was answered 200 and reached the sink.");
+{
+  // Whether every measured request was answered 200 and, for (a) and (b), reached the sink.
+  const odd = load.results.filter(
+    (r) => Object.keys(r.statuses).some((s) => s !== "200") ||
+      (r.worker !== "c" && r.origin_received !== r.requests),
+  );
+  push(
+    "sink (`bench/sink.mjs`); " +
+      (odd.length === 0
+        ? "every measured request was answered 200 and reached the sink."
+        : `every measured request was answered 200 and reached the sink except: ${odd
+            .map((r) => `${r.size} (${r.worker}) statuses ${JSON.stringify(r.statuses)}, sink got ${r.origin_received}`)
+            .join("; ")}.`),
+  );
+}
+push("All three run under `wrangler dev`, which attaches its inspector to the worker's isolate with");
+push("the Runtime and Network domains enabled, so every `console.log` and every subrequest also");
+push("becomes an inspector event; that is dev-only cost, and it weighs on (a), which logs one line");
+push("per request, more than on (b), which logs nothing.");
 push("Events are `fixtures/events` compact JSON grown to the exact size (`bench/payloads.mjs`):");
 push("`transfer.created` for 1 KiB, `invoice.paid` with repeated line items for the rest.");
 push();
@@ -221,7 +242,8 @@ push("wasm-bindgen copies. What was not usable, and why:");
 push("");
 push("- the worker's own `duration_ms` log field is wall time, and in workerd the clock does not");
 push(`  advance while code runs (only across I/O), so it is not CPU (this run: mean ${f(load.stripe_edge_duration_ms_log.mean)} ms, max ${load.stripe_edge_duration_ms_log.max} ms, queueing included);`);
-push("- local workerd reports no per-request CPU time;");
+push("- local workerd reports no per-request CPU time (`bench/profile.mjs` takes a V8 CPU profile");
+push("  through the inspector instead, which splits a request into wasm, glue and runtime; see the notes);");
 push("- loading the bundle into Node to time the handler alone fails: Node 20's V8 cannot compile");
 push("  `index_bg.wasm` (it uses the wasm exception-handling `try_table` opcode).");
 push();
@@ -245,6 +267,10 @@ push("| goal | met? | measured |");
 push("| --- | --- | --- |");
 for (const [goal, ok, detail] of goals) push(`| ${goal} | ${ok ? "**met**" : "**not met**"} | ${detail} |`);
 push();
+if (goals.some(([, ok]) => !ok)) {
+  push("What limits each goal that is not met, with the profile evidence, is in the next section.");
+  push();
+}
 const notes = join(ROOT, "bench/notes.md");
 if (existsSync(notes)) {
   push(readFileSync(notes, "utf8").trim());

@@ -19,6 +19,7 @@ const [payloadDir, outFile] = process.argv.slice(2);
 const COUNTS = { "1KiB": 2000, "10KiB": 2000, "100KiB": 800, "1MiB": 200 };
 const SCALE = Number(process.env.BENCH_SCALE ?? 1);
 const RUN_SECONDS_MAX = Number(process.env.BENCH_RUN_SECONDS_MAX ?? 20);
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 4);
 
 async function main() {
   const manifest = JSON.parse(readFileSync(join(payloadDir, "manifest.json"), "utf8"));
@@ -50,53 +51,86 @@ async function main() {
   for (const spec of specs) workers[spec.key] = await startWorker(spec);
   const wranglerPids = Object.fromEntries(Object.values(workers).map((w) => [w.key, w.child.pid]));
 
+  // Each worker's requests at a size are split into ROUNDS rounds, and the rounds of the three
+  // workers alternate (order rotating), so that load from other jobs on a shared machine falls
+  // on all three alike instead of on whichever ran during a burst. Sums over the rounds make
+  // each row: requests/s is all requests over all measured seconds, percentiles are over all
+  // latencies.
   const results = [];
   for (const payload of manifest.payloads) {
     const body = readFileSync(join(payloadDir, payload.file));
     const count = Math.max(20, Math.round(COUNTS[payload.label] * SCALE));
+    const perRound = Math.max(10, Math.round(count / ROUNDS));
     const warmup = Math.max(10, Math.round(count / 10));
+    const acc = {};
+    for (const key of ["c", "b", "a"]) {
+      await drive(workers[key].url, body, warmup, 10);
+      acc[key] = { latencies: [], seconds: 0, statuses: {}, workerd: 0, wrangler: 0, driver: 0,
+        sink: 0, busy: 0, total: 0, received: 0 };
+    }
+    for (let round = 0; round < ROUNDS; round++) {
+      const order = ["c", "b", "a"].map((_, i, keys) => keys[(i + round) % keys.length]);
+      for (const key of order) {
+        const w = workers[key];
+        const t = acc[key];
+        const sinkBefore = JSON.parse((await get(`${sink.url}/stats`)).body).requests;
+        const groupBefore = groupCpu(w.child.pid);
+        const sinkCpuBefore = procStat(sink.child.pid)?.cpuSeconds ?? NaN;
+        const selfBefore = process.cpuUsage();
+        const machineBefore = machineCpu();
+        const run = await drive(w.url, body, perRound, RUN_SECONDS_MAX / ROUNDS);
+        const machineAfter = machineCpu();
+        const selfCpu = process.cpuUsage(selfBefore);
+        const groupAfter = groupCpu(w.child.pid);
+        t.sink += (procStat(sink.child.pid)?.cpuSeconds ?? NaN) - sinkCpuBefore;
+        t.workerd += groupAfter.workerd - groupBefore.workerd;
+        t.wrangler += groupAfter.other - groupBefore.other;
+        t.driver += (selfCpu.user + selfCpu.system) / 1e6;
+        t.busy += machineAfter.busy - machineBefore.busy;
+        t.total += machineAfter.total - machineBefore.total;
+        t.latencies.push(...run.latencies);
+        t.seconds += run.seconds;
+        for (const [status, n] of Object.entries(run.statuses)) {
+          t.statuses[status] = (t.statuses[status] ?? 0) + n;
+        }
+        t.received += JSON.parse((await get(`${sink.url}/stats`)).body).requests - sinkBefore;
+      }
+    }
     for (const key of ["c", "b", "a"]) {
       const w = workers[key];
-      await drive(w.url, body, warmup, 10);
-      const sinkBefore = JSON.parse((await get(`${sink.url}/stats`)).body).requests;
-      const groupBefore = groupCpu(w.child.pid);
-      const sinkCpuBefore = procStat(sink.child.pid)?.cpuSeconds ?? NaN;
-      const selfBefore = process.cpuUsage();
-      const machineBefore = machineCpu();
-      const run = await drive(w.url, body, count, RUN_SECONDS_MAX);
-      const machineAfter = machineCpu();
-      const selfCpu = process.cpuUsage(selfBefore);
-      const sinkCpu = (procStat(sink.child.pid)?.cpuSeconds ?? NaN) - sinkCpuBefore;
-      const groupAfter = groupCpu(w.child.pid);
-      const workerdCpu = groupAfter.workerd - groupBefore.workerd;
-      const wranglerCpu = groupAfter.other - groupBefore.other;
-      const driverCpu = (selfCpu.user + selfCpu.system) / 1e6;
-      const busy = machineAfter.busy - machineBefore.busy;
-      const sinkAfter = JSON.parse((await get(`${sink.url}/stats`)).body).requests;
+      const t = acc[key];
+      const latencies = t.latencies.sort((x, y) => x - y);
+      const at = (q) => latencies[Math.min(latencies.length - 1, Math.round((latencies.length - 1) * q))];
+      const requests = latencies.length;
       const row = {
         worker: key,
         name: w.name,
         size: payload.label,
         bytes: payload.bytes,
         concurrency: CONCURRENCY,
-        ...run,
-        workerd_cpu_ms_per_request: (workerdCpu * 1000) / run.requests,
-        wrangler_node_cpu_ms_per_request: (wranglerCpu * 1000) / run.requests,
-        driver_cpu_ms_per_request: (driverCpu * 1000) / run.requests,
-        sink_cpu_ms_per_request: (sinkCpu * 1000) / run.requests,
-        // CPU the machine spent on anything but this benchmark during the run (other jobs).
-        foreign_cpu_share: Math.max(0, busy - workerdCpu - wranglerCpu - driverCpu - sinkCpu) /
-          (machineAfter.total - machineBefore.total),
-        origin_received: sinkAfter - sinkBefore,
+        rounds: ROUNDS,
+        requests,
+        seconds: t.seconds,
+        rps: requests / t.seconds,
+        p50_ms: at(0.5),
+        p99_ms: at(0.99),
+        statuses: t.statuses,
+        workerd_cpu_ms_per_request: (t.workerd * 1000) / requests,
+        wrangler_node_cpu_ms_per_request: (t.wrangler * 1000) / requests,
+        driver_cpu_ms_per_request: (t.driver * 1000) / requests,
+        sink_cpu_ms_per_request: (t.sink * 1000) / requests,
+        // CPU the machine spent on anything but this benchmark during the runs (other jobs).
+        foreign_cpu_share: Math.max(0, t.busy - t.workerd - t.wrangler - t.driver - t.sink) / t.total,
+        origin_received: t.received,
       };
       results.push(row);
       log(
-        `${payload.label.padStart(6)} ${w.name.padEnd(12)} ${run.rps.toFixed(1).padStart(8)} req/s` +
-          `  p50 ${run.p50_ms.toFixed(2)} ms  p99 ${run.p99_ms.toFixed(2)} ms` +
+        `${payload.label.padStart(6)} ${w.name.padEnd(12)} ${row.rps.toFixed(1).padStart(8)} req/s` +
+          `  p50 ${row.p50_ms.toFixed(2)} ms  p99 ${row.p99_ms.toFixed(2)} ms` +
           `  workerd CPU ${row.workerd_cpu_ms_per_request.toFixed(2)} ms/req` +
           ` wrangler-node ${row.wrangler_node_cpu_ms_per_request.toFixed(2)}` +
           ` foreign ${(row.foreign_cpu_share * 100).toFixed(0)}%` +
-          `  statuses ${JSON.stringify(run.statuses)}  origin got ${row.origin_received}`,
+          `  statuses ${JSON.stringify(row.statuses)}  origin got ${row.origin_received}`,
       );
     }
   }
@@ -115,6 +149,7 @@ async function main() {
 
   const doc = {
     concurrency: CONCURRENCY,
+    rounds: ROUNDS,
     run_seconds_max: RUN_SECONDS_MAX,
     counts: Object.fromEntries(
       Object.entries(COUNTS).map(([k, v]) => [k, Math.max(20, Math.round(v * SCALE))]),

@@ -6,6 +6,10 @@
 # bench/throughput.svg; raw results go to bench/out/.
 #
 #   BENCH_SCALE=0.2 scripts/bench.sh     # fewer requests per run, for a quick look
+#
+# Sizes are 1 KiB, 10 KiB, 100 KiB and 1 MiB (bench/payloads.mjs); BENCH_CONCURRENCY (16)
+# and BENCH_RUN_SECONDS_MAX (20) tune the load. To judge one change, bench/compare.mjs runs
+# several builds side by side and bench/profile.mjs takes a CPU profile (see README.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
