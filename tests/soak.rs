@@ -143,7 +143,7 @@ fn soak(mode: &str) {
     if mode == "queue" {
         worker.wait_until(
             "the queue consumer to deliver every event",
-            Duration::from_secs(120 + events as u64 / 10),
+            Duration::from_secs(120 + events as u64 / 4),
             || origin.accepted().len() >= events,
         );
     }
