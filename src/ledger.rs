@@ -493,17 +493,19 @@ mod tests {
         assert!(record.failing.is_empty());
     }
 
-    #[test]
-    fn a_given_up_destination_waits_for_a_replay() {
+    /// A record whose first attempt delivered to kv and failed at the origin.
+    fn kv_delivered_origin_failed(reason: &str, give_up: bool) -> (Record, Vec<String>) {
         let mut record = Record::default();
         let all = labels(&["kv", "origin"]);
         record.claim("a", &all, 1_000);
-        record.settle(
-            "a",
-            &labels(&["kv"]),
-            &[failure("origin", "http_400", true)],
-            1_100,
-        );
+        let failed = [failure("origin", reason, give_up)];
+        record.settle("a", &labels(&["kv"]), &failed, 1_100);
+        (record, all)
+    }
+
+    #[test]
+    fn a_given_up_destination_waits_for_a_replay() {
+        let (mut record, all) = kv_delivered_origin_failed("http_400", true);
         assert_eq!(
             record.claim("b", &all, 2_000),
             Claim::Granted {
@@ -527,15 +529,7 @@ mod tests {
 
     #[test]
     fn a_held_destination_stops_failing_and_is_not_replayed() {
-        let mut record = Record::default();
-        let all = labels(&["kv", "origin"]);
-        record.claim("a", &all, 1_000);
-        record.settle(
-            "a",
-            &labels(&["kv"]),
-            &[failure("origin", "http_500", false)],
-            1_100,
-        );
+        let (mut record, all) = kv_delivered_origin_failed("http_500", false);
         let settled = record.hold(&labels(&["origin"]));
         assert_eq!(settled.recovered, labels(&["origin"]));
         assert!(settled.failing.is_empty());
