@@ -529,7 +529,7 @@ mod tests {
 
     #[test]
     fn a_held_destination_stops_failing_and_is_not_replayed() {
-        let (mut record, all) = kv_delivered_origin_failed("http_500", false);
+        let (mut record, _) = kv_delivered_origin_failed("http_500", false);
         let settled = record.hold(&labels(&["origin"]));
         assert_eq!(settled.recovered, labels(&["origin"]));
         assert!(settled.failing.is_empty());
