@@ -184,9 +184,7 @@ impl Record {
             if !self.delivered.contains(destination) {
                 self.delivered.push(destination.clone());
             }
-            let before = self.failing.len();
-            self.failing.retain(|f| &f.destination != destination);
-            if self.failing.len() != before {
+            if self.stop_failing(destination) {
                 recovered.push(destination.clone());
             }
         }
@@ -233,6 +231,13 @@ impl Record {
         }
     }
 
+    /// Drops `destination` from the failing list; true when it was there.
+    fn stop_failing(&mut self, destination: &str) -> bool {
+        let before = self.failing.len();
+        self.failing.retain(|f| f.destination != destination);
+        self.failing.len() != before
+    }
+
     /// Records that `destinations` hold the event back as stale: they stop failing, so no
     /// replay sends them an event a newer one overtook. Returns the failing that remain.
     pub fn hold(&mut self, destinations: &[String]) -> Settled {
@@ -241,9 +246,7 @@ impl Record {
             if !self.held.contains(destination) {
                 self.held.push(destination.clone());
             }
-            let before = self.failing.len();
-            self.failing.retain(|f| &f.destination != destination);
-            if self.failing.len() != before {
+            if self.stop_failing(destination) {
                 recovered.push(destination.clone());
             }
         }
