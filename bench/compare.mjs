@@ -12,22 +12,12 @@
 import { readFileSync, rmSync } from "node:fs";
 import { join, resolve } from "node:path";
 
-import { ROOT, SECRET, drive, groupCpu, log, sleep, startSink, startWorker, stopAll } from "./harness.mjs";
+import { ROOT, RUNTIME, SECRET, drive, groupCpu, log, sleep, startSink, startWorker, stopAll } from "./harness.mjs";
 
 const [payloadDir, size, ...variantArgs] = process.argv.slice(2);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 const COUNT = Number(process.env.BENCH_COUNT ?? 1000);
 const LEDGER = process.env.BENCH_LEDGER === "1";
-
-const KV = '[[kv_namespaces]]\nbinding = "EVENTS"\nid = "00000000000000000000000000000000"';
-const LEDGER_TOML = [
-  "[[durable_objects.bindings]]",
-  'name = "LEDGER"',
-  'class_name = "EventLedger"',
-  "[[migrations]]",
-  'tag = "v1"',
-  'new_sqlite_classes = ["EventLedger"]',
-].join("\n");
 
 async function main() {
   if (!size || variantArgs.length === 0) {
@@ -54,7 +44,7 @@ async function main() {
       spec = { name, bundle: resolve(dir),
         vars: { STRIPE_WEBHOOK_SECRET: SECRET, ORIGIN_URL: origin,
           ROUTES: JSON.stringify([{ name: "all", events: ["*"], to: ["origin"] }]) },
-        extraToml: LEDGER || name.endsWith("-ledger") ? `${KV}\n${LEDGER_TOML}` : KV };
+        kv: true, ledger: LEDGER || name.endsWith("-ledger") };
     }
     workers.push({ ...(await startWorker({ key: `v${i}`, ...spec })), samples: [] });
   }
@@ -81,7 +71,7 @@ async function main() {
   }
   const median = (xs) => [...xs].sort((x, y) => x - y)[Math.floor((xs.length - 1) / 2)];
   const first = workers[0];
-  console.log(`${size}, ${ROUNDS} rounds of ${COUNT}${LEDGER ? ", with LEDGER" : ""}: medians`);
+  console.log(`${size}, ${ROUNDS} rounds of ${COUNT}${LEDGER ? ", with LEDGER" : ""}, under ${RUNTIME}: medians`);
   console.log("variant        req/s   vs first   p99 ms   workerd ms/req   node ms/req");
   for (const w of workers) {
     const m = (k) => median(w.samples.map((s) => s[k]));

@@ -3,7 +3,7 @@
 // /proc. Every process started here runs in its own process group and is ended by its id.
 import { spawn } from "node:child_process";
 import { createHmac } from "node:crypto";
-import { cpSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
+import { cpSync, existsSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
 import http from "node:http";
 import net from "node:net";
 import { tmpdir } from "node:os";
@@ -81,47 +81,83 @@ const compatibilityDate = readFileSync(join(ROOT, "wrangler.toml"), "utf8").matc
   /^compatibility_date\s*=\s*"([^"]+)"/m,
 )[1];
 
-// Writes a wrangler.toml and .dev.vars for one worker in a temporary directory, starts
-// `wrangler dev` there and waits for the first 200 on /health.
-export async function startWorker({ key, name, main, bundle, vars, extraToml = "" }) {
+// Where the workers run. `workerd` (the default): each worker is bundled exactly as
+// `wrangler deploy` would upload it (`wrangler deploy --dry-run --outdir`) and served by the
+// workerd binary wrangler ships, with a generated config and nothing else in the process:
+// the closest this machine gets to the runtime on Cloudflare. `wrangler`: `wrangler dev`,
+// what a user runs locally, which adds its dev middleware, an inspector attached to the
+// isolate (every console.log and subrequest becomes an event that wrangler's Node process
+// receives and prints) and that Node process beside workerd.
+export const RUNTIME = process.env.BENCH_RUNTIME ?? "workerd";
+const WORKERD = join(ROOT, "node_modules/@cloudflare/workerd-linux-64/bin/workerd");
+
+const KV_TOML = '[[kv_namespaces]]\nbinding = "EVENTS"\nid = "00000000000000000000000000000000"';
+const LEDGER_TOML = [
+  "[[durable_objects.bindings]]",
+  'name = "LEDGER"',
+  'class_name = "EventLedger"',
+  "[[migrations]]",
+  'tag = "v1"',
+  'new_sqlite_classes = ["EventLedger"]',
+].join("\n");
+
+// Starts one worker in a temporary directory and waits for the first 200 on /health.
+// `bundle` is a worker-build output (build/ for stripe-edge), `main` a plain module.
+// `kv` adds the EVENTS namespace (wrangler only: the benchmark routes every event to the
+// origin, so KV is never in the measured path); `ledger` adds the LEDGER Durable Object;
+// `inspect` opens workerd's inspector on `inspectorPort` (wrangler dev always opens one).
+export async function startWorker({ key, name, main, bundle, vars, kv = false, ledger = false,
+  runtime = RUNTIME, inspect = false }) {
   const dir = mkdtempSync(join(tmpdir(), `stripe-edge-bench-${key}-`));
   let mainPath = main;
   if (bundle) {
     // A private copy of a worker-build bundle (build/ for stripe-edge), so a rebuild during
     // the run cannot change it.
     cpSync(bundle, join(dir, "bundle"), { recursive: true });
-    mainPath = join(dir, "bundle/worker/shim.mjs");
+    // js/entry.mjs since the lean entry; worker-build's own shim in older bundles.
+    const entry = join(dir, "bundle/worker/entry.mjs");
+    mainPath = existsSync(entry) ? entry : join(dir, "bundle/worker/shim.mjs");
   }
+  const extraToml = [kv && runtime === "wrangler" ? KV_TOML : "", ledger ? LEDGER_TOML : ""];
   writeFileSync(
     join(dir, "wrangler.toml"),
     [
       `name = ${JSON.stringify(name)}`,
       `main = ${JSON.stringify(mainPath)}`,
       `compatibility_date = ${JSON.stringify(compatibilityDate)}`,
-      extraToml,
+      ...extraToml,
     ].join("\n") + "\n",
-  );
-  writeFileSync(
-    join(dir, ".dev.vars"),
-    Object.entries(vars)
-      .map(([k, v]) => `${k}='${v}'`)
-      .join("\n") + "\n",
   );
   const port = await freePort();
   const inspectorPort = await freePort();
-  const logFile = join(dir, "wrangler.log");
-  const t0 = performance.now();
-  const child = spawn(
-    join(ROOT, "node_modules/.bin/wrangler"),
-    ["dev", "--ip", HOST, "--port", String(port), "--inspector-port", String(inspectorPort),
-      "--config", join(dir, "wrangler.toml"), "--persist-to", join(dir, "state")],
-    {
-      cwd: dir,
-      detached: true,
-      stdio: ["ignore", "pipe", "pipe"],
-      env: { ...process.env, WRANGLER_SEND_METRICS: "false", NO_COLOR: "1", FORCE_COLOR: "0" },
-    },
-  );
+  const env = { ...process.env, WRANGLER_SEND_METRICS: "false", NO_COLOR: "1", FORCE_COLOR: "0" };
+  let child;
+  let t0;
+  if (runtime === "wrangler") {
+    writeFileSync(
+      join(dir, ".dev.vars"),
+      Object.entries(vars)
+        .map(([k, v]) => `${k}='${v}'`)
+        .join("\n") + "\n",
+    );
+    t0 = performance.now();
+    child = spawn(
+      join(ROOT, "node_modules/.bin/wrangler"),
+      ["dev", "--ip", HOST, "--port", String(port), "--inspector-port", String(inspectorPort),
+        "--config", join(dir, "wrangler.toml"), "--persist-to", join(dir, "state")],
+      { cwd: dir, detached: true, stdio: ["ignore", "pipe", "pipe"], env },
+    );
+  } else if (runtime === "workerd") {
+    writeFileSync(join(dir, "config.capnp"), await workerdConfig(dir, env, { name, vars, ledger, port }));
+    t0 = performance.now();
+    const args = ["serve", join(dir, "config.capnp")];
+    if (inspect) args.push(`--inspector-addr=${HOST}:${inspectorPort}`);
+    child = spawn(WORKERD, args, {
+      cwd: dir, detached: true, stdio: ["ignore", "pipe", "pipe"], env,
+    });
+  } else {
+    throw new Error(`BENCH_RUNTIME must be workerd or wrangler, not ${runtime}`);
+  }
   started.push(child);
   const logChunks = [];
   child.stdout.on("data", (c) => logChunks.push(c));
@@ -141,10 +177,65 @@ export async function startWorker({ key, name, main, bundle, vars, extraToml = "
   if (startupMs === null) {
     throw new Error(`${name} did not start:\n${Buffer.concat(logChunks).toString()}`);
   }
-  const worker = { key, name, dir, child, url, inspectorPort, startupMs, logChunks, logFile };
+  const worker = { key, name, dir, child, url, inspectorPort, startupMs, logChunks, runtime };
   worker.workerdPid = await findWorkerd(child.pid);
-  log(`${name}: first 200 on /health ${startupMs.toFixed(0)} ms after spawn; workerd pid ${worker.workerdPid}`);
+  log(`${name} (${runtime}): first 200 on /health ${startupMs.toFixed(0)} ms after spawn; workerd pid ${worker.workerdPid}`);
   return worker;
+}
+
+// Bundles the worker in `dir` as `wrangler deploy` would (nothing is uploaded) and writes a
+// workerd config serving it on `port`: vars as text bindings, outbound fetch allowed to
+// loopback (the sink), the ledger's Durable Object in memory.
+async function workerdConfig(dir, env, { name, vars, ledger, port }) {
+  const out = join(dir, "out");
+  await new Promise((resolve, reject) => {
+    const build = spawn(
+      join(ROOT, "node_modules/.bin/wrangler"),
+      ["deploy", "--dry-run", "--outdir", out, "--config", join(dir, "wrangler.toml")],
+      { cwd: dir, stdio: ["ignore", "pipe", "pipe"], env },
+    );
+    const chunks = [];
+    build.stdout.on("data", (c) => chunks.push(c));
+    build.stderr.on("data", (c) => chunks.push(c));
+    build.once("exit", (code) =>
+      code === 0 ? resolve() : reject(new Error(`bundling ${name} failed:\n${Buffer.concat(chunks)}`)),
+    );
+  });
+  const files = readdirSync(out).filter((f) => /\.(m?js|wasm)$/.test(f));
+  // The entry module first: wrangler names it after `main`.
+  files.sort((x, y) => Number(/\.wasm$/.test(x)) - Number(/\.wasm$/.test(y)));
+  const modules = files.map((f) =>
+    f.endsWith(".wasm")
+      ? `(name = ${JSON.stringify(f)}, wasm = embed ${JSON.stringify(`out/${f}`)})`
+      : `(name = ${JSON.stringify(f)}, esModule = embed ${JSON.stringify(`out/${f}`)})`,
+  );
+  if (modules.filter((m) => m.includes("esModule")).length !== 1) {
+    throw new Error(`expected one JavaScript module from wrangler for ${name}, got ${files.join(", ")}`);
+  }
+  const bindings = Object.entries(vars).map(([k, v]) => `(name = ${JSON.stringify(k)}, text = ${JSON.stringify(v)})`);
+  const objects = [];
+  if (ledger) {
+    bindings.push('(name = "LEDGER", durableObjectNamespace = (className = "EventLedger"))');
+    objects.push('(className = "EventLedger", uniqueKey = "stripe-edge-bench-ledger", enableSql = true)');
+  }
+  return [
+    'using Workerd = import "/workerd/workerd.capnp";',
+    "const config :Workerd.Config = (",
+    "  services = [",
+    "    (name = \"main\", worker = .worker),",
+    "    (name = \"internet\", network = (allow = [\"private\", \"local\"])),",
+    "  ],",
+    `  sockets = [(name = "http", address = "${HOST}:${port}", http = (), service = "main")],`,
+    ");",
+    "const worker :Workerd.Worker = (",
+    `  modules = [${modules.join(", ")}],`,
+    `  compatibilityDate = ${JSON.stringify(compatibilityDate)},`,
+    `  bindings = [${bindings.join(", ")}],`,
+    `  durableObjectNamespaces = [${objects.join(", ")}],`,
+    objects.length ? "  durableObjectStorage = (inMemory = void)," : "",
+    '  globalOutbound = "internet",',
+    ");",
+  ].join("\n") + "\n";
 }
 
 export function procStat(pid) {

@@ -56,7 +56,7 @@ async function main() {
       : { name: "stripe-edge", bundle: resolve(target),
           vars: { STRIPE_WEBHOOK_SECRET: SECRET, ORIGIN_URL: origin,
             ROUTES: JSON.stringify([{ name: "all", events: ["*"], to: ["origin"] }]) } };
-  const w = await startWorker({ key: "prof", ...spec });
+  const w = await startWorker({ key: "prof", ...spec, inspect: true });
   const targets = JSON.parse((await get(`http://127.0.0.1:${w.inspectorPort}/json`)).body);
   const wsUrl = targets.find((t) => t.webSocketDebuggerUrl)?.webSocketDebuggerUrl;
   log(`inspector targets: ${targets.map((t) => t.title ?? t.id).join(", ")}`);

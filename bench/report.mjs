@@ -19,6 +19,10 @@ const NAMES = { a: "stripe-edge", b: "reference JS (stripe npm)", c: "empty work
 const GZIP_BUDGET_BYTES = 300 * 1000;
 const CPU_LIMIT_MS = 10;
 
+// Runs before the workerd harness recorded no runtime: they were under `wrangler dev`.
+const RUNTIME = load.runtime ?? "wrangler";
+const UNDER_WRANGLER = RUNTIME === "wrangler";
+
 const row = (key, size) => load.results.find((r) => r.worker === key && r.size === size);
 const f = (x, digits = 1) => (Number.isFinite(x) ? x.toFixed(digits) : "n/a");
 const ratio = (x, y) => x / y;
@@ -159,7 +163,11 @@ push("| | |");
 push("| --- | --- |");
 push(`| CPU | ${cpuModel}, \`nproc\` = ${nproc} |`);
 push(`| OS | Linux ${sh("uname", ["-r"])} |`);
-push(`| runtime | \`wrangler dev\` ${meta.wrangler_version} (${meta.workerd_version}), local mode, all on 127.0.0.1 |`);
+push(
+  UNDER_WRANGLER
+    ? `| runtime | \`wrangler dev\` ${meta.wrangler_version} (${meta.workerd_version}), local mode, all on 127.0.0.1 |`
+    : `| runtime | workerd ${meta.workerd_version} (the binary wrangler ${meta.wrangler_version} ships), one process per worker, bundles from \`wrangler deploy --dry-run\`, all on 127.0.0.1 |`,
+);
 push(`| Node.js (driver, sink) | ${process.version} |`);
 push(`| stripe-edge | commit ${commit}${dirty && dirty !== "n/a" ? ", built from a working tree with uncommitted changes in src/ or Cargo files" : ""} |`);
 push(`| date | ${meta.date} |`);
@@ -189,10 +197,20 @@ push("(answers 200 without reading the body). (a) and (b) POST every event to th
             .join("; ")}.`),
   );
 }
-push("All three run under `wrangler dev`, which attaches its inspector to the worker's isolate with");
-push("the Runtime and Network domains enabled, so every `console.log` and every subrequest also");
-push("becomes an inspector event; that is dev-only cost, and it weighs on (a), which logs one line");
-push("per request, more than on (b), which logs nothing.");
+if (UNDER_WRANGLER) {
+  push("All three run under `wrangler dev`, which attaches its inspector to the worker's isolate with");
+  push("the Runtime and Network domains enabled, so every `console.log` and every subrequest also");
+  push("becomes an inspector event; that is dev-only cost, and it weighs on (a), which logs one line");
+  push("per request, more than on (b), which logs nothing.");
+} else {
+  push("Each worker is bundled exactly as `wrangler deploy` would upload it (`wrangler deploy --dry-run");
+  push("--outdir`) and served by the `workerd` binary that wrangler ships, one process per worker, with");
+  push("a generated config (vars as text bindings, outbound fetch allowed to loopback) and nothing else:");
+  push("no `wrangler dev` middleware, no inspector, no Node process beside it. That is the closest this");
+  push("machine gets to the runtime on Cloudflare (`BENCH_RUNTIME=wrangler scripts/bench.sh` measures");
+  push("under `wrangler dev` instead). (a) logs its one line per request to workerd's stdout; (b) logs");
+  push("nothing.");
+}
 push("Events are `fixtures/events` compact JSON grown to the exact size (`bench/payloads.mjs`):");
 push("`transfer.created` for 1 KiB, `invoice.paid` with repeated line items for the rest.");
 push();
@@ -200,12 +218,13 @@ push("## Load: throughput and latency");
 push();
 push("![throughput by payload size](bench/throughput.svg)");
 push();
-push("| size | worker | requests | req/s | p50 ms | p99 ms | workerd CPU ms/req | wrangler Node CPU ms/req | other load on the box |");
-push("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+push(`| size | worker | requests | req/s | p50 ms | p99 ms | workerd CPU ms/req |${UNDER_WRANGLER ? " wrangler Node CPU ms/req |" : ""} other load on the box |`);
+push(`| --- | --- | ---: | ---: | ---: | ---: | ---: |${UNDER_WRANGLER ? " ---: |" : ""} ---: |`);
 for (const r of tableRows) {
   for (const k of ["a", "b", "c"]) {
     const x = r[k];
-    push(`| ${r.size} | (${k}) ${NAMES[k]} | ${x.requests} in ${f(x.seconds)} s | ${f(x.rps)} | ${f(x.p50_ms)} | ${f(x.p99_ms)} | ${f(x.workerd_cpu_ms_per_request, 2)} | ${f(x.wrangler_node_cpu_ms_per_request, 2)} | ${f(x.foreign_cpu_share * 100, 0)} % |`);
+    const node = UNDER_WRANGLER ? ` ${f(x.wrangler_node_cpu_ms_per_request, 2)} |` : "";
+    push(`| ${r.size} | (${k}) ${NAMES[k]} | ${x.requests} in ${f(x.seconds)} s | ${f(x.rps)} | ${f(x.p50_ms)} | ${f(x.p99_ms)} | ${f(x.workerd_cpu_ms_per_request, 2)} |${node} ${f(x.foreign_cpu_share * 100, 0)} % |`);
   }
 }
 push();
@@ -215,11 +234,12 @@ for (const r of tableRows) {
   push(`| ${r.size} | ${f(r.ab, 2)} | ${f(r.ac, 2)} | ${f(r.a.p99_ms / r.b.p99_ms, 2)} | ${f(r.a.workerd_cpu_ms_per_request - r.c.workerd_cpu_ms_per_request, 2)} | ${f(r.b.workerd_cpu_ms_per_request - r.c.workerd_cpu_ms_per_request, 2)} |`);
 }
 push();
-push("\"workerd CPU\" is the user + system CPU time of the `workerd` processes of that worker's");
-push("`wrangler dev` (from `/proc/<pid>/stat`) over the measured run, divided by the requests: the");
-push("runtime's whole cost per request, including HTTP parsing, the copy of the body into the");
-push("isolate and the subrequest to the sink. \"wrangler Node CPU\" is the same for wrangler's own");
-push("Node processes, which local mode puts beside workerd. \"Other load\" is the share of the");
+push("\"workerd CPU\" is the user + system CPU time of that worker's `workerd` process (from");
+push("`/proc/<pid>/stat`) over the measured run, divided by the requests: the runtime's whole cost");
+push("per request, including HTTP parsing, the copy of the body into the isolate and the");
+push("subrequest to the sink." + (UNDER_WRANGLER ? " \"wrangler Node CPU\" is the same for wrangler's own" : ""));
+if (UNDER_WRANGLER) push("Node processes, which local mode puts beside workerd.");
+push("The driver and the sink share the same two cores. \"Other load\" is the share of the");
 push("machine's CPU spent by processes outside the benchmark during that run (other jobs on the");
 push("box); where it is high, throughput is understated for all three workers alike.");
 push();
@@ -254,12 +274,18 @@ push("| --- | --- |");
 push(`| \`build/index_bg.wasm\` raw | ${wasmRaw.toLocaleString("en")} bytes (${f(wasmRaw / 1024)} KiB) |`);
 push(`| \`build/index_bg.wasm\` gzipped (level 9) | ${wasmGzip.toLocaleString("en")} bytes (${f(wasmGzip / 1024)} KiB); budget in this issue 300 KB; free-plan limit 3 MiB |`);
 push(`| \`build/index.js\` (glue) raw / gzipped | ${js.length.toLocaleString("en")} / ${gzipSync(js, { level: 9 }).length.toLocaleString("en")} bytes |`);
-push(`| start-up, \`wrangler dev\` spawn → first 200 on \`/health\` | (a) ${f(load.startup_ms.a, 0)} ms, (b) ${f(load.startup_ms.b, 0)} ms, (c) ${f(load.startup_ms.c, 0)} ms |`);
+push(`| start-up, ${UNDER_WRANGLER ? "`wrangler dev`" : "`workerd serve`"} spawn → first 200 on \`/health\` | (a) ${f(load.startup_ms.a, 0)} ms, (b) ${f(load.startup_ms.b, 0)} ms, (c) ${f(load.startup_ms.c, 0)} ms |`);
 push(`| wasm compile alone (\`new WebAssembly.Module\`, Node ${process.version}) | ${meta.wasm_compile_ms === null ? "not possible: see above" : `${f(meta.wasm_compile_ms, 1)} ms`} |`);
 push();
-push("The start-up figure is wrangler's whole local start (its Node CLI, bundling with esbuild,");
-push("starting workerd, then the worker's first request), not the isolate's cold start on");
-push("Cloudflare; the difference between (a) and (c) is the part that belongs to the worker.");
+if (UNDER_WRANGLER) {
+  push("The start-up figure is wrangler's whole local start (its Node CLI, bundling with esbuild,");
+  push("starting workerd, then the worker's first request), not the isolate's cold start on");
+  push("Cloudflare; the difference between (a) and (c) is the part that belongs to the worker.");
+} else {
+  push("The start-up figure is workerd's start with the bundle (compiling the wasm module, running the");
+  push("top level of the glue and instantiating it) up to the answer to the first request; the");
+  push("difference between (a) and (c) is the part that belongs to the worker.");
+}
 push();
 push("## Goals of issue 5");
 push();

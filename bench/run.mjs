@@ -10,7 +10,7 @@ import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 
 import {
-  CONCURRENCY, ROOT, SECRET, drive, get, groupCpu, log, machineCpu, procStat, sleep, startSink,
+  CONCURRENCY, ROOT, RUNTIME, SECRET, drive, get, groupCpu, log, machineCpu, procStat, sleep, startSink,
   startWorker, stopAll,
 } from "./harness.mjs";
 
@@ -44,7 +44,7 @@ async function main() {
         // Every event to the origin only: KV is not in the measured path.
         ROUTES: JSON.stringify([{ name: "all", events: ["*"], to: ["origin"] }]),
       },
-      extraToml: '[[kv_namespaces]]\nbinding = "EVENTS"\nid = "00000000000000000000000000000000"',
+      kv: true,
     },
   ];
   const workers = {};
@@ -148,6 +148,7 @@ async function main() {
   for (const w of Object.values(workers)) rmSync(w.dir, { recursive: true, force: true });
 
   const doc = {
+    runtime: RUNTIME,
     concurrency: CONCURRENCY,
     rounds: ROUNDS,
     run_seconds_max: RUN_SECONDS_MAX,

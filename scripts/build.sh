@@ -12,3 +12,6 @@ worker-build --release
 wasm-opt build/index_bg.wasm -o build/index_bg.wasm --strip-debug \
   --enable-mutable-globals --enable-sign-ext --enable-nontrapping-float-to-int \
   --enable-bulk-memory --enable-multivalue --enable-reference-types --enable-exception-handling
+# The entry module wrangler runs (wrangler.toml `main`): plain handlers in place of
+# worker-build's per-request class and Proxies (see js/entry.mjs).
+cp js/entry.mjs build/worker/entry.mjs

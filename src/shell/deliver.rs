@@ -2,18 +2,12 @@
 //! destinations still pending, keeps the event when something failed, and settles what
 //! happened; the webhook (direct mode), the queue consumer and the admin replay all use it.
 
-use std::pin::pin;
-use std::time::Duration;
-
-use futures_util::future::{join_all, select, Either};
-use worker::js_sys::Uint8Array;
-use worker::{
-    console_error, AbortController, Delay, Env, Fetch, Headers, Method, Request, RequestInit,
-    RequestRedirect,
-};
+use futures_util::future::join_all;
+use worker::{console_error, Env};
 
 use super::journal::Journal;
 use super::ledger::{attempt_id, Ledger};
+use super::runtime;
 use super::KV_BINDING;
 use crate::config::Config;
 use crate::journal::{FailedEvent, JournalRequest};
@@ -300,34 +294,10 @@ async fn post_origin(
     timeout_seconds: u64,
     now: i64,
 ) -> Result<(), WriteFailure> {
-    let failed = |reason: &str| WriteFailure::transient(reason);
-    let request_headers = Headers::new();
-    for (name, value) in headers {
-        request_headers
-            .set(name, value)
-            .map_err(|_| failed("bad_header"))?;
-    }
-    let mut init = RequestInit::new();
-    init.with_method(Method::Post)
-        .with_headers(request_headers)
-        // A redirect answer is not a delivery: POST bodies must not be replayed elsewhere.
-        .with_redirect(RequestRedirect::Manual)
-        .with_body(Some(Uint8Array::from(body).into()));
-    let request = Request::new_with_init(url, &init).map_err(|_| failed("bad_url"))?;
-
-    // Race the request against its timeout; a late origin is aborted and counts as failed.
-    let controller = AbortController::default();
-    let signal = controller.signal();
-    let fetch = Fetch::Request(request);
-    let send = pin!(fetch.send_with_signal(&signal));
-    let timer = pin!(Delay::from(Duration::from_secs(timeout_seconds)));
-    let response = match select(send, timer).await {
-        Either::Left((response, _)) => response.map_err(|_| failed("network"))?,
-        Either::Right(_) => {
-            controller.abort();
-            return Err(failed("timeout"));
-        }
-    };
-    let retry_after = response.headers().get("retry-after").ok().flatten();
-    judge_origin_answer(response.status_code(), retry_after.as_deref(), now)
+    // A late origin is abandoned and counts as failed; a redirect answer is not a delivery
+    // (POST bodies must not be replayed elsewhere), so none is followed.
+    let answer = runtime::post_origin(url, headers, body, timeout_seconds)
+        .await
+        .map_err(|error| WriteFailure::transient(error.reason()))?;
+    judge_origin_answer(answer.status, answer.retry_after.as_deref(), now)
 }

@@ -9,7 +9,7 @@ use std::rc::Rc;
 use worker::js_sys::{Reflect, JSON};
 use worker::wasm_bindgen::JsValue;
 use worker::worker_sys::web_sys;
-use worker::{console_error, console_log, event, Context, Date, Env, Headers, Request, Response};
+use worker::{console_error, console_log, event, Context, Date, Env, Request};
 
 use crate::config::{names, Config, DeliveryMode};
 use crate::journal::JournalRequest;
@@ -23,6 +23,7 @@ mod journal;
 mod ledger;
 mod queue;
 mod request;
+mod runtime;
 
 /// The KV namespace binding named in `wrangler.toml`.
 pub(crate) const KV_BINDING: &str = "EVENTS";
@@ -37,7 +38,7 @@ pub(crate) const QUEUE_BINDING: &str = "DELIVERIES";
 // `request.cf`, which workerd builds from JSON on every access, and the CPU profile showed it
 // as one of the larger items of a small request. Only `/admin` gets a `worker::Request`.
 #[event(fetch)]
-async fn fetch(req: web_sys::Request, env: Env, ctx: Context) -> worker::Result<Response> {
+async fn fetch(req: web_sys::Request, env: Env, ctx: Context) -> worker::Result<web_sys::Response> {
     let started_ms = Date::now().as_millis();
     let path = request::path(&req.url());
     let config = isolate_config(&env);
@@ -228,18 +229,16 @@ fn config_problem_line(problem: &str) -> String {
     .to_string()
 }
 
-fn respond(outcome: &Outcome) -> worker::Result<Response> {
-    let headers = Headers::new();
-    headers.set("content-type", "application/json")?;
-    headers.set("cache-control", "no-store")?;
+fn respond(outcome: &Outcome) -> worker::Result<web_sys::Response> {
+    let mut headers = vec![
+        ("content-type", "application/json"),
+        ("cache-control", "no-store"),
+    ];
     if let Some(allow) = outcome.allow() {
-        headers.set("allow", allow)?;
+        headers.push(("allow", allow));
     }
     if outcome.status() == 401 {
-        headers.set("www-authenticate", "Bearer")?;
+        headers.push(("www-authenticate", "Bearer"));
     }
-    let body = outcome.body().to_string().into_bytes();
-    Ok(Response::from_bytes(body)?
-        .with_status(outcome.status())
-        .with_headers(headers))
+    runtime::respond(outcome.status(), &outcome.body().to_string(), &headers)
 }

@@ -107,17 +107,23 @@ impl Worker {
 
     fn start_with_config(vars: &[(&str, &str)], original: &str) -> Worker {
         let root = repo_root();
-        let shim = root.join("build/worker/shim.mjs");
+        // The entry module named by `main` (js/entry.mjs, copied into build/ by the build).
+        let main = original
+            .lines()
+            .find_map(|line| line.strip_prefix("main = "))
+            .map(|value| value.trim().trim_matches('"').to_string())
+            .expect("wrangler.toml names its main module");
+        let entry = root.join(&main);
         assert!(
-            shim.exists(),
+            entry.exists(),
             "{} is missing: run scripts/test.sh, which builds the worker first",
-            shim.display()
+            entry.display()
         );
         let dir = temp_dir("worker");
         // Serve a private copy of the bundle: wrangler restarts a worker whose files change,
         // and a rebuild in the checkout must not pull the bundle from under a running test.
         copy_dir(&root.join("build"), &dir.join("build"));
-        let shim = dir.join("build/worker/shim.mjs");
+        let entry = dir.join(&main);
         let mut config_text = String::new();
         let mut in_build = false;
         for line in original.lines() {
@@ -128,7 +134,7 @@ impl Worker {
                 continue;
             }
             if line.starts_with("main = ") {
-                config_text.push_str(&format!("main = {:?}\n", shim.display().to_string()));
+                config_text.push_str(&format!("main = {:?}\n", entry.display().to_string()));
             } else {
                 config_text.push_str(line);
                 config_text.push('\n');
