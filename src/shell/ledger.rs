@@ -3,6 +3,7 @@
 //! one object per Stripe object (named `object:<id>`) holds the [`ObjectClock`] of "latest
 //! wins". The logic of both is in [`crate::ledger`], free of I/O.
 
+use std::cell::Cell;
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
@@ -143,19 +144,29 @@ pub(super) fn attempt_id() -> String {
 #[durable_object(alarm)]
 pub struct EventLedger {
     state: State,
+    /// Whether this instance has seen the retention alarm set; until then every request
+    /// checks. Asking once per instance instead of once per request saves a storage read on
+    /// the claim and settle of every delivery, which the same instance usually serves.
+    alarm_set: Cell<bool>,
 }
 
 impl DurableObject for EventLedger {
     fn new(state: State, _env: Env) -> Self {
-        EventLedger { state }
+        EventLedger {
+            state,
+            alarm_set: Cell::new(false),
+        }
     }
 
     async fn fetch(&self, mut req: Request) -> worker::Result<Response> {
         let storage = self.state.storage();
-        if storage.get_alarm().await?.is_none() {
-            storage
-                .set_alarm(Duration::from_millis(RETENTION_MS))
-                .await?;
+        if !self.alarm_set.get() {
+            if storage.get_alarm().await?.is_none() {
+                storage
+                    .set_alarm(Duration::from_millis(RETENTION_MS))
+                    .await?;
+            }
+            self.alarm_set.set(true);
         }
         match (req.method(), req.path().as_str()) {
             (Method::Get, "/body") => self.read_body().await,
@@ -202,6 +213,8 @@ impl DurableObject for EventLedger {
 
     async fn alarm(&self) -> worker::Result<Response> {
         self.state.storage().delete_all().await?;
+        // A later request to this instance starts a new retention period.
+        self.alarm_set.set(false);
         Response::empty()
     }
 }

@@ -148,38 +148,35 @@ impl Worker {
             .collect();
         fs::write(dir.join(".dev.vars"), dev_vars).expect("write .dev.vars");
 
-        let port = free_port();
-        let log = dir.join("wrangler.log");
-        let log_file = fs::File::create(&log).expect("log file");
-        let child = Command::new(root.join("node_modules/.bin/wrangler"))
-            .args(["dev", "--ip", "127.0.0.1", "--port", &port.to_string()])
-            .args(["--inspector-port", &free_port().to_string()])
-            .arg("--config")
-            .arg(&config)
-            .arg("--persist-to")
-            .arg(dir.join("state"))
-            .current_dir(&dir)
-            .env("WRANGLER_SEND_METRICS", "false")
-            .env("NO_COLOR", "1")
-            .env("FORCE_COLOR", "0")
-            .stdin(Stdio::null())
-            .stdout(log_file.try_clone().expect("log handle"))
-            .stderr(log_file)
-            .process_group(0)
-            .spawn()
-            .expect("wrangler starts (run scripts/setup.sh)");
-        let worker = Worker {
-            child,
-            url: format!("http://127.0.0.1:{port}"),
-            dir,
-            config,
-            log,
-        };
-        worker.wait_ready();
-        worker
+        // A port picked free can be taken by another process before wrangler binds it (the
+        // tests run in parallel, and wrangler picks its own internal ports too); such a start
+        // is retried on fresh ports.
+        for attempt in 1.. {
+            let port = free_port();
+            let log = dir.join("wrangler.log");
+            let child = spawn_wrangler(&root, &config, &dir, &log, port);
+            let mut worker = Worker {
+                child,
+                url: format!("http://127.0.0.1:{port}"),
+                dir: dir.clone(),
+                config: config.clone(),
+                log,
+            };
+            match worker.wait_ready() {
+                Ok(()) => return worker,
+                Err(log) if attempt < 3 && log.contains("Address already in use") => {
+                    worker.stop_processes();
+                    // Keep the directory for the next attempt: dropping would delete it.
+                    std::mem::forget(worker);
+                }
+                Err(log) => panic!("wrangler dev did not become ready; its log:\n{log}"),
+            }
+        }
+        unreachable!("the loop above returns or panics")
     }
 
-    fn wait_ready(&self) {
+    /// Waits for the first 200 on `/health`; on failure, wrangler's log.
+    fn wait_ready(&mut self) -> Result<(), String> {
         let started = Instant::now();
         while started.elapsed() < STARTUP_LIMIT {
             if let Ok(response) = request(
@@ -190,15 +187,29 @@ impl Worker {
                 Duration::from_secs(5),
             ) {
                 if response.status == 200 {
-                    return;
+                    return Ok(());
                 }
+            }
+            if let Ok(Some(_)) = self.child.try_wait() {
+                break;
+            }
+            if self.log_text().contains("Address already in use") {
+                break;
             }
             thread::sleep(Duration::from_millis(250));
         }
-        panic!(
-            "wrangler dev did not become ready; its log:\n{}",
-            self.log_text()
-        );
+        Err(self.log_text())
+    }
+
+    /// Ends wrangler and the workerd it started (its whole process group).
+    fn stop_processes(&mut self) {
+        let group = format!("-{}", self.child.id());
+        let _ = Command::new("kill").args(["-TERM", "--", &group]).status();
+        let _ = self.child.wait();
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &group])
+            .stderr(Stdio::null())
+            .status();
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -315,16 +326,32 @@ impl Worker {
 
 impl Drop for Worker {
     fn drop(&mut self) {
-        // wrangler starts workerd as a child; end the whole process group.
-        let group = format!("-{}", self.child.id());
-        let _ = Command::new("kill").args(["-TERM", "--", &group]).status();
-        let _ = self.child.wait();
-        let _ = Command::new("kill")
-            .args(["-KILL", "--", &group])
-            .stderr(Stdio::null())
-            .status();
+        self.stop_processes();
         let _ = fs::remove_dir_all(&self.dir);
     }
+}
+
+/// Starts `wrangler dev` for `config` on `port`, its output in `log`, in its own process
+/// group so that it and its workerd can be ended together.
+fn spawn_wrangler(root: &Path, config: &Path, dir: &Path, log: &Path, port: u16) -> Child {
+    let log_file = fs::File::create(log).expect("log file");
+    Command::new(root.join("node_modules/.bin/wrangler"))
+        .args(["dev", "--ip", "127.0.0.1", "--port", &port.to_string()])
+        .args(["--inspector-port", &free_port().to_string()])
+        .arg("--config")
+        .arg(config)
+        .arg("--persist-to")
+        .arg(dir.join("state"))
+        .current_dir(dir)
+        .env("WRANGLER_SEND_METRICS", "false")
+        .env("NO_COLOR", "1")
+        .env("FORCE_COLOR", "0")
+        .stdin(Stdio::null())
+        .stdout(log_file.try_clone().expect("log handle"))
+        .stderr(log_file)
+        .process_group(0)
+        .spawn()
+        .expect("wrangler starts (run scripts/setup.sh)")
 }
 
 fn copy_dir(from: &Path, to: &Path) {
