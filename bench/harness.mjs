@@ -3,7 +3,9 @@
 // /proc. Every process started here runs in its own process group and is ended by its id.
 import { spawn } from "node:child_process";
 import { createHmac } from "node:crypto";
-import { cpSync, existsSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
+import {
+  closeSync, cpSync, existsSync, mkdtempSync, openSync, readFileSync, readdirSync, writeFileSync,
+} from "node:fs";
 import http from "node:http";
 import net from "node:net";
 import { tmpdir } from "node:os";
@@ -131,6 +133,11 @@ export async function startWorker({ key, name, main, bundle, vars, kv = false, l
   const port = await freePort();
   const inspectorPort = await freePort();
   const env = { ...process.env, WRANGLER_SEND_METRICS: "false", NO_COLOR: "1", FORCE_COLOR: "0" };
+  // The worker's output goes to a file, as logs on Cloudflare leave the isolate without
+  // waiting on a reader: through a pipe read by this busy process, a full pipe would stall
+  // the worker's log writes and show up as latency.
+  const logFile = join(dir, "worker.log");
+  const logFd = openSync(logFile, "w");
   let child;
   let t0;
   if (runtime === "wrangler") {
@@ -145,23 +152,20 @@ export async function startWorker({ key, name, main, bundle, vars, kv = false, l
       join(ROOT, "node_modules/.bin/wrangler"),
       ["dev", "--ip", HOST, "--port", String(port), "--inspector-port", String(inspectorPort),
         "--config", join(dir, "wrangler.toml"), "--persist-to", join(dir, "state")],
-      { cwd: dir, detached: true, stdio: ["ignore", "pipe", "pipe"], env },
+      { cwd: dir, detached: true, stdio: ["ignore", logFd, logFd], env },
     );
   } else if (runtime === "workerd") {
     writeFileSync(join(dir, "config.capnp"), await workerdConfig(dir, env, { name, vars, ledger, port }));
     t0 = performance.now();
     const args = ["serve", join(dir, "config.capnp")];
     if (inspect) args.push(`--inspector-addr=${HOST}:${inspectorPort}`);
-    child = spawn(WORKERD, args, {
-      cwd: dir, detached: true, stdio: ["ignore", "pipe", "pipe"], env,
-    });
+    child = spawn(WORKERD, args, { cwd: dir, detached: true, stdio: ["ignore", logFd, logFd], env });
   } else {
     throw new Error(`BENCH_RUNTIME must be workerd or wrangler, not ${runtime}`);
   }
+  closeSync(logFd);
   started.push(child);
-  const logChunks = [];
-  child.stdout.on("data", (c) => logChunks.push(c));
-  child.stderr.on("data", (c) => logChunks.push(c));
+  const logText = () => readFileSync(logFile, "utf8");
   const url = `http://${HOST}:${port}`;
   let startupMs = null;
   while (performance.now() - t0 < STARTUP_LIMIT_MS) {
@@ -175,9 +179,9 @@ export async function startWorker({ key, name, main, bundle, vars, kv = false, l
     await sleep(25);
   }
   if (startupMs === null) {
-    throw new Error(`${name} did not start:\n${Buffer.concat(logChunks).toString()}`);
+    throw new Error(`${name} did not start:\n${logText()}`);
   }
-  const worker = { key, name, dir, child, url, inspectorPort, startupMs, logChunks, runtime };
+  const worker = { key, name, dir, child, url, inspectorPort, startupMs, logText, runtime };
   worker.workerdPid = await findWorkerd(child.pid);
   log(`${name} (${runtime}): first 200 on /health ${startupMs.toFixed(0)} ms after spawn; workerd pid ${worker.workerdPid}`);
   return worker;

@@ -140,8 +140,8 @@ async function main() {
   }
 
   // The worker's own log line carries duration_ms; keep its distribution for the record.
-  const durations = Buffer.concat(workers.a.logChunks)
-    .toString()
+  const durations = workers.a
+    .logText()
     .split("\n")
     .map((line) => line.match(/"duration_ms":(\d+)/)?.[1])
     .filter(Boolean)
