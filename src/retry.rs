@@ -63,14 +63,22 @@ pub fn retry_after_seconds(value: &str, now: i64) -> Option<u32> {
 /// row: `RETRY_BASE_SECONDS` doubled per failure up to `RETRY_MAX_SECONDS`, but never
 /// less than the destination's `Retry-After` and never more than Queues allows.
 ///
-/// FIXME: there is no jitter, so events that failed together (an origin outage) are retried
-/// together; adding a random spread of up to a fifth of the wait would smooth the herd.
-pub fn backoff_seconds(config: &Config, failed_attempts: u32, retry_after: Option<u32>) -> u32 {
+/// `spread_permille` (0-999, drawn at random by the caller) takes up to a fifth off the
+/// doubled wait, so events that failed together (an origin outage) do not all come back in
+/// the same second; `RETRY_MAX_SECONDS` stays the longest wait and `Retry-After` the shortest.
+pub fn backoff_seconds(
+    config: &Config,
+    failed_attempts: u32,
+    retry_after: Option<u32>,
+    spread_permille: u32,
+) -> u32 {
     let doublings = failed_attempts.saturating_sub(1).min(31);
     let backoff = config
         .retry_base_seconds
         .saturating_mul(1u32 << doublings)
         .min(config.retry_max_seconds);
+    let spread = u64::from(backoff) * u64::from(spread_permille.min(999)) / 5000;
+    let backoff = backoff - u32::try_from(spread).unwrap_or(0);
     backoff
         .max(retry_after.unwrap_or(0))
         .min(MAX_QUEUE_DELAY_SECONDS)
@@ -134,14 +142,40 @@ mod tests {
             _ => None,
         })
         .expect("valid");
-        let waits: Vec<u32> = (1..=6).map(|n| backoff_seconds(&config, n, None)).collect();
+        let waits: Vec<u32> = (1..=6)
+            .map(|n| backoff_seconds(&config, n, None, 0))
+            .collect();
         assert_eq!(waits, [10, 20, 40, 80, 100, 100]);
-        assert_eq!(backoff_seconds(&config, 1, Some(55)), 55);
-        assert_eq!(backoff_seconds(&config, 4, Some(55)), 80);
+        assert_eq!(backoff_seconds(&config, 1, Some(55), 0), 55);
+        assert_eq!(backoff_seconds(&config, 4, Some(55), 0), 80);
         assert_eq!(
-            backoff_seconds(&config, 1, Some(u32::MAX)),
+            backoff_seconds(&config, 1, Some(u32::MAX), 0),
             MAX_QUEUE_DELAY_SECONDS
         );
-        assert_eq!(backoff_seconds(&config, u32::MAX, None), 100);
+        assert_eq!(backoff_seconds(&config, u32::MAX, None, 0), 100);
+    }
+
+    #[test]
+    fn backoff_spreads_by_up_to_a_fifth_below_the_doubled_wait() {
+        let config = Config::from_lookup(|name| match name {
+            "RETRY_BASE_SECONDS" => Some("10".into()),
+            "RETRY_MAX_SECONDS" => Some("1000".into()),
+            _ => None,
+        })
+        .expect("valid");
+        // Fourth failure: 80 s doubled, spread over 64..=80.
+        let waits: Vec<u32> = [0, 250, 500, 999, 5000]
+            .iter()
+            .map(|&spread| backoff_seconds(&config, 4, None, spread))
+            .collect();
+        assert_eq!(waits, [80, 76, 72, 65, 65]);
+        // At the cap the spread still applies; Retry-After stays the floor.
+        assert_eq!(backoff_seconds(&config, 20, None, 999), 801);
+        assert_eq!(backoff_seconds(&config, 4, Some(79), 999), 79);
+        // A one-second base cannot go lower.
+        let quick =
+            Config::from_lookup(|name| (name == "RETRY_BASE_SECONDS").then(|| "1".to_owned()))
+                .expect("valid");
+        assert_eq!(backoff_seconds(&quick, 1, None, 999), 1);
     }
 }

@@ -158,7 +158,7 @@ async fn handle(env: &Env, config: &Config, message: &RawMessage, dead_letters: 
             Verdict::RetryIn(wait)
         }
         Attempt::LedgerUnavailable => {
-            let wait = backoff_seconds(config, 1, None);
+            let wait = backoff_seconds(config, 1, None, spread_permille());
             log(&job, "retry", &[], Some(wait));
             Verdict::RetryIn(wait)
         }
@@ -188,7 +188,7 @@ async fn handle(env: &Env, config: &Config, message: &RawMessage, dead_letters: 
                 .iter()
                 .filter_map(|(_, f)| f.retry_after_seconds)
                 .max();
-            let wait = backoff_seconds(config, attempts, retry_after);
+            let wait = backoff_seconds(config, attempts, retry_after, spread_permille());
             log(&job, "retry", &report.results, Some(wait));
             Verdict::RetryIn(wait)
         }
@@ -252,4 +252,13 @@ fn log(job: &Job, outcome: &str, results: &[DestinationResult], retry_in: Option
     } else {
         console_log!("{line}");
     }
+}
+
+/// A random 0-999 for [`backoff_seconds`]'s spread; 0 (no spread) if randomness fails.
+fn spread_permille() -> u32 {
+    let mut bytes = [0u8; 2];
+    if getrandom::getrandom(&mut bytes).is_err() {
+        return 0;
+    }
+    u32::from(u16::from_le_bytes(bytes)) % 1000
 }
