@@ -18,8 +18,8 @@ use crate::retry::{judge_origin_answer, WriteFailure};
 
 /// Where an attempt finds the event's body.
 pub(super) enum Body<'a> {
-    /// In hand: the webhook just normalized it.
-    Here(&'a [u8]),
+    /// In hand: the webhook just normalized it and planned its writes.
+    Here { body: &'a [u8], writes: &'a [Write] },
     /// Kept in the ledger: read only when something is pending.
     Kept,
 }
@@ -62,7 +62,17 @@ pub(super) async fn deliver_now(
             .collect();
         return Outcome::from_deliveries(event, results);
     };
-    match attempt(env, &ledger, config, job, Body::Here(body), now, true).await {
+    match attempt(
+        env,
+        &ledger,
+        config,
+        job,
+        Body::Here { body, writes },
+        now,
+        true,
+    )
+    .await
+    {
         Attempt::Busy(_) => Outcome::Rejected {
             reason: Rejection::DeliveryInProgress,
             event: Some(event),
@@ -121,13 +131,13 @@ pub(super) async fn attempt(
     }
 
     let kept_body;
-    let body = match body {
-        Body::Here(body) => Some(body),
+    let (body, planned) = match body {
+        Body::Here { body, writes } => (Some(body), Some(writes)),
         Body::Kept => {
             kept_body = ledger.body(&job.id).await;
             match &kept_body {
-                Ok(Some(body)) => Some(body.as_slice()),
-                Ok(None) => None,
+                Ok(Some(body)) => (Some(body.as_slice()), None),
+                Ok(None) => (None, None),
                 // Nothing was written; the lease runs out and a retry finds the body.
                 Err(_) => return Attempt::LedgerUnavailable,
             }
@@ -143,11 +153,28 @@ pub(super) async fn attempt(
         Some(body) => {
             // The pending destinations are written concurrently, so an attempt lasts about
             // as long as its slowest destination, well inside the lease.
-            let (writes, gone) = writes_for(config, &pending_job, body, now);
+            // Writes planned by the webhook are reused (an origin's forward signature is
+            // computed once); a kept event's are made from today's configuration.
+            let made;
+            let (writes, gone): (Vec<&Write>, Vec<String>) = match planned {
+                Some(planned) => (
+                    planned
+                        .iter()
+                        .filter(|w| pending_job.destinations.iter().any(|d| d == w.label()))
+                        .collect(),
+                    Vec::new(),
+                ),
+                None => {
+                    let (writes, gone) = writes_for(config, &pending_job, body, now);
+                    made = writes;
+                    (made.iter().collect(), gone)
+                }
+            };
             for label in gone {
                 failures.push((label, gave_up("destination_removed")));
             }
-            for (label, result) in join_all(writes.iter().map(|w| perform(env, w, body, now))).await
+            for (label, result) in
+                join_all(writes.into_iter().map(|w| perform(env, w, body, now))).await
             {
                 match result {
                     Ok(()) => delivered.push(label),
