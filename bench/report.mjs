@@ -13,6 +13,17 @@ const outDir = process.argv[2] ?? join(ROOT, "bench/out");
 const load = JSON.parse(readFileSync(join(outDir, "load.json"), "utf8"));
 const native = JSON.parse(readFileSync(join(outDir, "native.json"), "utf8"));
 const meta = JSON.parse(readFileSync(join(outDir, "meta.json"), "utf8"));
+// Runs before bench/wasm-core existed have no in-wasm figures.
+const wasmCore = existsSync(join(outDir, "wasm.json"))
+  ? JSON.parse(readFileSync(join(outDir, "wasm.json"), "utf8"))
+  : null;
+// Bodies at least this large are hashed by Web Crypto in the product (src/shell/request.rs).
+const WEB_CRYPTO_MIN_BYTES =
+  Number(
+    readFileSync(join(ROOT, "src/shell/request.rs"), "utf8").match(
+      /WEB_CRYPTO_MIN_BYTES: usize = (\d+) \* 1024/,
+    )?.[1],
+  ) * 1024;
 
 const SIZES = ["1KiB", "10KiB", "100KiB", "1MiB"];
 const NAMES = { a: "stripe-edge", b: "reference JS (stripe npm)", c: "empty worker" };
@@ -59,6 +70,16 @@ for (const size of SIZES) {
 
 // Native CPU table.
 const nat = Object.fromEntries(native.sizes.map((s) => [s.label, s]));
+// In-wasm CPU per event (µs), and the path the product takes at each size: the core's own
+// HMAC below the Web Crypto threshold, Web Crypto's HMAC plus the core given the tag above.
+const inWasm = Object.fromEntries((wasmCore?.sizes ?? []).map((s) => [s.label, s]));
+const shippedUs = (size) => {
+  const w = inWasm[size];
+  if (!w) return NaN;
+  return w.bytes >= WEB_CRYPTO_MIN_BYTES
+    ? w.webcrypto_us.median + w.decide_tags_us.median
+    : w.decide_us.median;
+};
 
 // Goals.
 const get = (size) => tableRows.find((r) => r.size === size);
@@ -93,11 +114,12 @@ const goals = [];
   const a1m = row("a", "1MiB"), c1m = row("c", "1MiB");
   const marginal = a1m && c1m ? a1m.workerd_cpu_ms_per_request - c1m.workerd_cpu_ms_per_request : NaN;
   const nativeMs = nat["1MiB"] ? nat["1MiB"].decide_us.p50 / 1000 : NaN;
+  const wasmMs = shippedUs("1MiB") / 1000;
   goals.push([
     "a 1 MiB event verified and normalized in under 10 ms of CPU",
-    marginal < CPU_LIMIT_MS,
-    `in workerd: ${f(a1m?.workerd_cpu_ms_per_request)} ms workerd CPU per request, ` +
-      `${f(marginal)} ms above the empty worker; natively the same step alone takes ${f(nativeMs, 2)} ms`,
+    (Number.isFinite(wasmMs) ? wasmMs : marginal) < CPU_LIMIT_MS && marginal < CPU_LIMIT_MS,
+    (Number.isFinite(wasmMs) ? `inside wasm under workerd: ${f(wasmMs, 2)} ms (Web Crypto HMAC and the core); ` : "") +
+      `the whole request: ${f(marginal)} ms of workerd CPU above the empty worker; natively the core alone takes ${f(nativeMs, 2)} ms`,
   ]);
   goals.push([
     "gzipped wasm under 300 KB",
@@ -255,17 +277,29 @@ for (const size of SIZES) {
   push(`| ${size} | ${f(s.hmac_sha256_us.p50)} | ${f(s.verify_us.p50)} | ${f(s.verify_parse_us.p50)} | ${f(s.decide_us.p50)} | ${f(s.decide_us.p50 / s.hmac_sha256_us.p50, 2)} |`);
 }
 push();
-push("Inside wasm, in the runtime: the \"a − c workerd CPU\" column above, the CPU workerd spends on");
-push("a stripe-edge request beyond what it spends on the empty worker's. It is the honest in-runtime");
-push("number but not a pure one: it also holds the subrequest to the sink, the log line and the");
-push("wasm-bindgen copies. What was not usable, and why:");
-push("");
-push("- the worker's own `duration_ms` log field is wall time, and in workerd the clock does not");
-push(`  advance while code runs (only across I/O), so it is not CPU (this run: mean ${f(load.stripe_edge_duration_ms_log.mean)} ms, max ${load.stripe_edge_duration_ms_log.max} ms, queueing included);`);
-push("- local workerd reports no per-request CPU time (`bench/profile.mjs` takes a V8 CPU profile");
-push("  through the inspector instead, which splits a request into wasm, glue and runtime; see the notes);");
-push("- loading the bundle into Node to time the handler alone fails: Node 20's V8 cannot compile");
-push("  `index_bg.wasm` (it uses the wasm exception-handling `try_table` opcode).");
+if (wasmCore) {
+  push(`Inside wasm, under workerd (\`bench/wasm-core\`: the same core linked into a worker of its own, run n times per request; the workerd process's CPU for n runs less that for none, over n), in µs per event (median of ${wasmCore.sizes[0]?.decide_us.samples.length ?? 0}):`);
+  push();
+  push("| size | HMAC-SHA256 in wasm (`hmac`/`sha2`) | HMAC-SHA256 by Web Crypto | `verify` | `verify` + `parse` | `decide` (own HMAC) | `decide` given the tag | as shipped | native `decide` |");
+  push("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+  for (const size of SIZES) {
+    const w = inWasm[size];
+    if (!w) continue;
+    push(`| ${size} | ${f(w.hmac_us.median)} | ${f(w.webcrypto_us.median)} | ${f(w.verify_us.median)} | ${f(w.parse_us.median)} | ${f(w.decide_us.median)} | ${f(w.decide_tags_us.median)} | **${f(shippedUs(size))}** | ${f(nat[size]?.decide_us.p50)} |`);
+  }
+  push();
+  push(`"As shipped" is the path the worker takes: below ${WEB_CRYPTO_MIN_BYTES / 1024} KiB the core hashes the body itself (\`decide\`);`);
+  push("from there on Web Crypto hashes it and the core checks the tag (Web Crypto + `decide` given the tag).");
+  push("`decide` is verify, parse, route, normalize and serialize the normalized event and its origin headers.");
+  push();
+}
+push("The whole request in the runtime: the \"a − c workerd CPU\" column above, the CPU workerd spends on");
+push("a stripe-edge request beyond what it spends on the empty worker's: it also holds reading the");
+push("request, the subrequest to the sink, the log line and the copies between JavaScript and wasm.");
+push("Not usable for CPU: the worker's own `duration_ms` log field, which is wall time (in workerd the");
+push(`clock does not advance while code runs; this run: mean ${f(load.stripe_edge_duration_ms_log.mean)} ms, max ${load.stripe_edge_duration_ms_log.max} ms, queueing included),`);
+push("and Node, whose V8 (20) cannot compile `index_bg.wasm` (it uses the wasm exception-handling");
+push("`try_table` opcode); hence a worker of its own under workerd for the table above.");
 push();
 push("## Bundle and start-up");
 push();

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The performance benchmark of issue 5 (not a test; takes a few minutes). Builds the release
-# worker, then on loopback only: native CPU per event (bench/native), and load against
+# worker, then on loopback only: native CPU per event (bench/native), the same inside wasm
+# under workerd (bench/wasm-core), and load against
 # (a) stripe-edge, (b) a reference JavaScript worker using the official `stripe` package and
 # (c) an empty worker, all under the same local workerd. Writes BENCHMARKS.md and
 # bench/throughput.svg; raw results go to bench/out/.
@@ -31,7 +32,13 @@ echo "==> native CPU per event (bench/native)"
 cargo build --release --quiet --manifest-path bench/native/Cargo.toml
 bench/native/target/release/stripe-edge-bench "$OUT/payloads" > "$OUT/native.json"
 
-echo "==> load: stripe-edge, reference JS and empty worker under wrangler dev (loopback only)"
+echo "==> CPU per event inside wasm, under workerd (bench/wasm-core)"
+# Its Cargo.lock pins the wasm-bindgen of the root crate's lockfile, which is the
+# wasm-bindgen-cli scripts/setup.sh installs; keep the two in step.
+(cd bench/wasm-core && worker-build --release)
+node bench/wasm-core.mjs "$OUT/payloads" "$OUT/wasm.json"
+
+echo "==> load: stripe-edge, reference JS and empty worker (loopback only)"
 node bench/run.mjs "$OUT/payloads" "$OUT/load.json"
 
 cat > "$OUT/meta.json" <<JSON

@@ -19,7 +19,7 @@ pub mod route;
 pub mod signature;
 pub mod time;
 
-#[cfg(target_arch = "wasm32")]
+#[cfg(all(target_arch = "wasm32", feature = "shell"))]
 mod shell;
 
 /// The crate version, reported by `GET /health`.
