@@ -193,7 +193,7 @@ push(
 push(`| Node.js (driver, sink) | ${process.version} |`);
 push(`| stripe-edge | commit ${commit}${dirty && dirty !== "n/a" ? ", built from a working tree with uncommitted changes in src/ or Cargo files" : ""} |`);
 push(`| date | ${meta.date} |`);
-push(`| command | \`scripts/bench.sh\` (took ${f(meta.seconds, 0)} s) |`);
+push(`| command | \`${load.scale && load.scale !== 1 ? `BENCH_SCALE=${load.scale} ` : ""}scripts/bench.sh\` (took ${f(meta.seconds, 0)} s) |`);
 push(`| load | concurrency ${load.concurrency}; requests per worker and size: ${Object.entries(load.counts).map(([k, v]) => `${k} ${v}`).join(", ")}; ${load.rounds ? `split into ${load.rounds} rounds per worker, the three workers' rounds alternating (order rotating) so other load on the machine falls on all alike; ` : ""}each worker and size stops after ${load.run_seconds_max} s; a 10 % warm-up first |`);
 push(`| load average at start | ${meta.loadavg_start} |`);
 push();
@@ -203,7 +203,7 @@ push("dedupe, so the two Durable Object round trips (claim, then settle) that a 
 push("the default `wrangler.toml` makes per delivery are not in these numbers; `bench/notes.md` has a");
 push("side-by-side run with the ledger. (b) is `bench/reference-js/` (`stripe.webhooks.constructEventAsync` with");
 push("`Stripe.createSubtleCryptoProvider()`, then the raw body forwarded); (c) is `bench/empty/`");
-push("(answers 200 without reading the body). (a) and (b) POST every event to the same loopback");
+push("(reads the body and answers 200). (a) and (b) POST every event to the same loopback");
 {
   // Whether every measured request was answered 200 and, for (a) and (b), reached the sink.
   const odd = load.results.filter(

@@ -153,6 +153,7 @@ async function main() {
 
   const doc = {
     runtime: RUNTIME,
+    scale: SCALE,
     concurrency: CONCURRENCY,
     rounds: ROUNDS,
     run_seconds_max: RUN_SECONDS_MAX,

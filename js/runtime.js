@@ -31,7 +31,12 @@ export function postOrigin(url, headerLines, body, timeoutMs) {
     return Promise.reject("bad_request");
   }
   return fetch(url, init).then(
-    (response) => [response.status, response.headers.get("retry-after")],
+    (response) => {
+      // Only the status and Retry-After matter; an unread body would hold the connection
+      // open until garbage collection, against the runtime's limit on open connections.
+      if (response.body) response.body.cancel().catch(() => {});
+      return [response.status, response.headers.get("retry-after")];
+    },
     (error) => {
       throw error && error.name === "TimeoutError" ? "timeout" : "network";
     },

@@ -336,37 +336,42 @@ impl Outcome {
     /// to it; it never holds a secret, a signature header or any part of the payload.
     /// `warnings` are configuration problems that do not stop the worker, such as a
     /// secret that looks like an API key; they are described, never quoted.
+    /// The log line's level: `error` for a destination given up and for every answer of
+    /// 500 or more (a write failed, or the worker cannot work), `warn` for a refused
+    /// delivery (bad signature, bad body), `info` otherwise.
+    pub fn level(&self) -> &'static str {
+        match self {
+            Outcome::Delivered { results, .. } if results.iter().any(|r| r.gave_up) => "error",
+            Outcome::Rejected { reason, .. } => reason.level(),
+            _ => "info",
+        }
+    }
+
     pub fn log_line(&self, path: &str, duration_ms: u64, warnings: &[String]) -> String {
-        let (level, outcome, code, event, results) = match self {
+        let (outcome, code, event, results) = match self {
             Outcome::Delivered { event, results } if results.is_empty() => {
-                ("info", "held", None, Some(event), results.as_slice())
+                ("held", None, Some(event), results.as_slice())
             }
             Outcome::Delivered { event, results } => {
-                let level = if results.iter().any(|r| r.gave_up) {
-                    "error"
-                } else {
-                    "info"
-                };
-                (level, "delivered", None, Some(event), results.as_slice())
+                ("delivered", None, Some(event), results.as_slice())
             }
-            Outcome::Queued { event, .. } => ("info", "queued", None, Some(event), &[][..]),
-            Outcome::Admin { action, .. } => ("info", *action, None, None, &[][..]),
-            Outcome::Ignored { event } => ("info", "ignored", None, Some(event), &[][..]),
+            Outcome::Queued { event, .. } => ("queued", None, Some(event), &[][..]),
+            Outcome::Admin { action, .. } => (*action, None, None, &[][..]),
+            Outcome::Ignored { event } => ("ignored", None, Some(event), &[][..]),
             Outcome::Rejected {
                 reason,
                 event,
                 results,
             } => (
-                reason.level(),
                 "rejected",
                 Some(*reason),
                 event.as_ref(),
                 results.as_slice(),
             ),
-            Outcome::Health(_) => ("info", "health", None, None, &[][..]),
+            Outcome::Health(_) => ("health", None, None, &[][..]),
         };
         let mut line = json!({
-            "level": level,
+            "level": self.level(),
             "msg": "stripe-edge request",
             "path": path,
             "outcome": outcome,
@@ -432,6 +437,25 @@ mod tests {
             Err("http_500".to_owned())
         };
         DestinationResult::new(destination, result)
+    }
+
+    #[test]
+    fn log_levels_say_who_must_act() {
+        let delivered = |results| Outcome::from_deliveries(event(), results);
+        assert_eq!(delivered(vec![result("origin", true)]).level(), "info");
+        assert_eq!(delivered(vec![result("origin", false)]).level(), "error");
+        let given_up = DestinationResult::failed("origin", "http_400", true);
+        assert_eq!(
+            delivered(vec![result("kv", true), given_up]).level(),
+            "error"
+        );
+        assert_eq!(
+            Outcome::rejected(Rejection::SignatureMismatch).level(),
+            "warn"
+        );
+        assert_eq!(Outcome::rejected(Rejection::ConfigInvalid).level(), "error");
+        let line = Outcome::rejected(Rejection::SignatureMismatch).log_line("/webhook", 1, &[]);
+        assert!(line.contains(r#""level":"warn""#), "{line}");
     }
 
     #[test]

@@ -163,7 +163,7 @@ mod tests {
             _ => None,
         })
         .expect("valid");
-        // Fourth failure: 80 s doubled, spread over 64..=80.
+        // Fourth failure: 80 s doubled, spread over 65..=80 (a fifth, less a rounding).
         let waits: Vec<u32> = [0, 250, 500, 999, 5000]
             .iter()
             .map(|&spread| backoff_seconds(&config, 4, None, spread))

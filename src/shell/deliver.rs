@@ -155,6 +155,14 @@ pub(super) async fn attempt(
             // as long as its slowest destination, well inside the lease.
             // Writes planned by the webhook are reused (an origin's forward signature is
             // computed once); a kept event's are made from today's configuration.
+            // A pending destination without a planned write (which plan() never leaves)
+            // falls back to the configuration, where it is reported as removed if it is gone.
+            let planned = planned.filter(|planned| {
+                pending_job
+                    .destinations
+                    .iter()
+                    .all(|d| planned.iter().any(|w| w.label() == d))
+            });
             let made;
             let (writes, gone): (Vec<&Write>, Vec<String>) = match planned {
                 Some(planned) => (
@@ -325,6 +333,12 @@ async fn post_origin(
     // (POST bodies must not be replayed elsewhere), so none is followed.
     let answer = runtime::post_origin(url, headers, body, timeout_seconds)
         .await
-        .map_err(|error| WriteFailure::transient(error.reason()))?;
+        .map_err(|error| match error {
+            // Headers or a URL the runtime refuses would be refused on every retry too.
+            runtime::PostError::BadRequest => gave_up(error.reason()),
+            runtime::PostError::Timeout | runtime::PostError::Network => {
+                WriteFailure::transient(error.reason())
+            }
+        })?;
     judge_origin_answer(answer.status, answer.retry_after.as_deref(), now)
 }

@@ -9,7 +9,7 @@ use std::rc::Rc;
 use worker::js_sys::{Reflect, JSON};
 use worker::wasm_bindgen::JsValue;
 use worker::worker_sys::web_sys;
-use worker::{console_error, console_log, event, Context, Date, Env, Request};
+use worker::{console_error, console_log, console_warn, event, Context, Date, Env, Request};
 
 use crate::config::{names, Config, DeliveryMode};
 use crate::journal::JournalRequest;
@@ -78,10 +78,10 @@ async fn fetch(req: web_sys::Request, env: Env, ctx: Context) -> worker::Result<
         Err(_) => Vec::new(),
     };
     let line = outcome.log_line(&path, duration_ms, &warnings);
-    if outcome.status() >= 500 {
-        console_error!("{line}");
-    } else {
-        console_log!("{line}");
+    match outcome.level() {
+        "error" => console_error!("{line}"),
+        "warn" => console_warn!("{line}"),
+        _ => console_log!("{line}"),
     }
     // Building a response fails only when the runtime itself is broken.
     respond(&outcome)
