@@ -55,7 +55,9 @@ async function main() {
           vars: { STRIPE_WEBHOOK_SECRET: SECRET, ORIGIN_URL: origin } }
       : { name: "stripe-edge", bundle: resolve(target),
           vars: { STRIPE_WEBHOOK_SECRET: SECRET, ORIGIN_URL: origin,
-            ROUTES: JSON.stringify([{ name: "all", events: ["*"], to: ["origin"] }]) } };
+            ROUTES: JSON.stringify([{ name: "all", events: ["*"], to: ["origin"] }]) },
+          // BENCH_LEDGER=1: with the LEDGER Durable Object, as the default wrangler.toml has.
+          ledger: process.env.BENCH_LEDGER === "1" };
   const w = await startWorker({ key: "prof", ...spec, inspect: true });
   const targets = JSON.parse((await get(`http://127.0.0.1:${w.inspectorPort}/json`)).body);
   const wsUrl = targets.find((t) => t.webSocketDebuggerUrl)?.webSocketDebuggerUrl;

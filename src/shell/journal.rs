@@ -6,9 +6,12 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use worker::wasm_bindgen::JsValue;
 use worker::{
-    console_error, durable_object, DurableObject, Env, Method, ObjectNamespace, Request,
-    RequestInit, Response, SqlStorage, State,
+    console_error, durable_object, DurableObject, Env, ObjectNamespace, Request, Response,
+    SqlStorage, State,
 };
+
+use super::ledger::read_json;
+use super::runtime;
 
 use crate::journal::{FailedEvent, JournalRequest, SeenEvent, RECENT_EVENTS_KEPT};
 use crate::ledger::RETENTION_MS;
@@ -31,20 +34,23 @@ impl Journal {
         &self,
         request: &JournalRequest,
     ) -> worker::Result<T> {
-        let stub = self.0.id_from_name(INSTANCE)?.get_stub()?;
-        let mut init = RequestInit::new();
-        init.with_method(Method::Post)
-            .with_body(Some(JsValue::from_str(&serde_json::to_string(request)?)));
-        let mut response = stub
-            .fetch_with_request(Request::new_with_init("https://journal/", &init)?)
-            .await?;
-        if response.status_code() != 200 {
+        let body = JsValue::from_str(&serde_json::to_string(request)?);
+        let answer = runtime::call_object(
+            self.0.as_ref(),
+            INSTANCE,
+            "POST",
+            "https://journal/",
+            Some(&body),
+            None,
+        )
+        .await?;
+        if answer.status != 200 {
             return Err(worker::Error::RustError(format!(
                 "journal answered {}",
-                response.status_code()
+                answer.status
             )));
         }
-        response.json().await
+        Ok(serde_json::from_str(&answer.text)?)
     }
 
     /// Records without waiting for an answer worth reading; a failure is logged, as the
@@ -91,7 +97,7 @@ impl DurableObject for DeliveryJournal {
     }
 
     async fn fetch(&self, mut req: Request) -> worker::Result<Response> {
-        let Ok(request) = req.json::<JournalRequest>().await else {
+        let Ok(request) = read_json::<JournalRequest>(&mut req).await else {
             return Response::error("not a journal request", 400);
         };
         let sql = self.state.storage().sql();

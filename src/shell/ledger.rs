@@ -10,9 +10,10 @@ use serde::de::DeserializeOwned;
 use worker::js_sys::Uint8Array;
 use worker::wasm_bindgen::JsValue;
 use worker::{
-    durable_object, Date, DurableObject, Env, Method, ObjectNamespace, Request, RequestInit,
-    Response, State, Stub,
+    durable_object, Date, DurableObject, Env, Method, ObjectNamespace, Request, Response, State,
 };
+
+use super::runtime;
 
 use crate::ledger::{text_pieces, LedgerRequest, ObjectClock, Record, RETENTION_MS};
 use crate::pipeline::Job;
@@ -36,8 +37,23 @@ impl Ledger {
         env.durable_object(super::LEDGER_BINDING).ok().map(Ledger)
     }
 
-    fn stub(&self, name: &str) -> worker::Result<Stub> {
-        self.0.id_from_name(name)?.get_stub()
+    /// One request to the ledger object `name`; its answer's text when it is 200.
+    async fn call(
+        &self,
+        name: &str,
+        method: &str,
+        path: &str,
+        body: Option<&JsValue>,
+        job: Option<&str>,
+    ) -> worker::Result<runtime::ObjectAnswer> {
+        let url = format!("https://ledger{path}");
+        let answer = runtime::call_object(self.0.as_ref(), name, method, &url, body, job).await?;
+        match answer.status {
+            200 | 404 => Ok(answer),
+            status => Err(worker::Error::RustError(format!(
+                "ledger answered {status}"
+            ))),
+        }
     }
 
     /// Sends one request to the ledger of `event_id` and returns its answer.
@@ -47,8 +63,8 @@ impl Ledger {
         request: &LedgerRequest,
     ) -> worker::Result<T> {
         let body = JsValue::from_str(&serde_json::to_string(request)?);
-        let mut response = call(self.stub(event_id)?, Method::Post, "/", Some(body), None).await?;
-        response.json().await
+        let answer = self.call(event_id, "POST", "/", Some(&body), None).await?;
+        parse_answer(&answer)
     }
 
     /// Keeps the event (its job and normalized body) unless it is kept already, and
@@ -56,32 +72,16 @@ impl Ledger {
     pub(super) async fn keep(&self, job: &Job, body: &[u8]) -> worker::Result<Record> {
         let job_json = serde_json::to_string(job)?;
         let body = Uint8Array::from(body).into();
-        let mut response = call(
-            self.stub(&job.id)?,
-            Method::Put,
-            "/keep",
-            Some(body),
-            Some(&job_json),
-        )
-        .await?;
-        response.json().await
+        let answer = self
+            .call(&job.id, "PUT", "/keep", Some(&body), Some(&job_json))
+            .await?;
+        parse_answer(&answer)
     }
 
     /// The kept body of `event_id`, or `None` when the event is not kept.
     pub(super) async fn body(&self, event_id: &str) -> worker::Result<Option<Vec<u8>>> {
-        let stub = self.stub(event_id)?;
-        let mut init = RequestInit::new();
-        init.with_method(Method::Get);
-        let mut response = stub
-            .fetch_with_request(Request::new_with_init("https://ledger/body", &init)?)
-            .await?;
-        match response.status_code() {
-            200 => Ok(Some(response.bytes().await?)),
-            404 => Ok(None),
-            status => Err(worker::Error::RustError(format!(
-                "ledger answered {status}"
-            ))),
-        }
+        let answer = self.call(event_id, "GET", "/body", None, None).await?;
+        Ok((answer.status == 200).then(|| answer.text.into_bytes()))
     }
 
     /// Whether `event`, created at `created`, is older than one already seen for the same
@@ -97,37 +97,23 @@ impl Ledger {
             created,
         };
         let body = JsValue::from_str(&serde_json::to_string(&request)?);
-        let stub = self.stub(&format!("object:{object_id}"))?;
-        let mut response = call(stub, Method::Post, "/clock", Some(body), None).await?;
-        response.json().await
+        let name = format!("object:{object_id}");
+        let answer = self
+            .call(&name, "POST", "/clock", Some(&body), None)
+            .await?;
+        parse_answer(&answer)
     }
 }
 
-async fn call(
-    stub: Stub,
-    method: Method,
-    path: &str,
-    body: Option<JsValue>,
-    job: Option<&str>,
-) -> worker::Result<Response> {
-    let mut init = RequestInit::new();
-    init.with_method(method).with_body(body);
-    if let Some(job) = job {
-        let headers = worker::Headers::new();
-        headers.set(JOB_HEADER, job)?;
-        init.with_headers(headers);
-    }
-    let url = format!("https://ledger{path}");
-    let response = stub
-        .fetch_with_request(Request::new_with_init(&url, &init)?)
-        .await?;
-    if response.status_code() != 200 {
+/// A 200 answer's JSON; a 404 is an error everywhere but [`Ledger::body`].
+fn parse_answer<T: DeserializeOwned>(answer: &runtime::ObjectAnswer) -> worker::Result<T> {
+    if answer.status != 200 {
         return Err(worker::Error::RustError(format!(
             "ledger answered {}",
-            response.status_code()
+            answer.status
         )));
     }
-    Ok(response)
+    Ok(serde_json::from_str(&answer.text)?)
 }
 
 /// A random id for one delivery attempt, so the ledger can tell attempts apart.
@@ -182,8 +168,7 @@ impl DurableObject for EventLedger {
                 self.keep(job, &body).await
             }
             (Method::Post, "/clock") => {
-                let Ok(LedgerRequest::Observe { event, created }) =
-                    req.json::<LedgerRequest>().await
+                let Ok(LedgerRequest::Observe { event, created }) = read_json(&mut req).await
                 else {
                     return Response::error("not a clock request", 400);
                 };
@@ -195,7 +180,7 @@ impl DurableObject for EventLedger {
                 Response::from_json(&stale)
             }
             (Method::Post, "/") => {
-                let Ok(request) = req.json::<LedgerRequest>().await else {
+                let Ok(request) = read_json::<LedgerRequest>(&mut req).await else {
                     return Response::error("not a ledger request", 400);
                 };
                 let mut record: Record = load(&storage, RECORD_KEY).await?;
@@ -268,4 +253,10 @@ async fn load<T: DeserializeOwned + Default>(
     Ok(stored
         .and_then(|text| serde_json::from_str(&text).ok())
         .unwrap_or_default())
+}
+
+/// A request's JSON body, read as text in one piece and parsed here: `Request::json` turns
+/// the runtime's parsed object into Rust field by field, one call across the boundary each.
+pub(super) async fn read_json<T: DeserializeOwned>(req: &mut Request) -> worker::Result<T> {
+    Ok(serde_json::from_str(&req.text().await?)?)
 }

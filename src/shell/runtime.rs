@@ -1,6 +1,6 @@
-//! The two runtime calls made on every delivery, each one call into `js/runtime.js`
-//! instead of one wasm-bindgen crossing per header and per field: the origin POST and the
-//! worker's answer.
+//! The runtime calls made on every delivery, each one call into `js/runtime.js` instead of
+//! one wasm-bindgen crossing per header and per field: the origin POST, the requests to the
+//! Durable Objects and the worker's answer.
 
 use std::fmt::Write as _;
 
@@ -15,6 +15,16 @@ use worker::worker_sys::web_sys;
 extern "C" {
     #[wasm_bindgen(js_name = postOrigin)]
     fn post_origin_js(url: &str, header_lines: &str, body: &[u8], timeout_ms: f64) -> Promise;
+
+    #[wasm_bindgen(js_name = callObject)]
+    fn call_object_js(
+        namespace: &JsValue,
+        name: &str,
+        method: &str,
+        url: &str,
+        body: &JsValue,
+        job: &str,
+    ) -> Promise;
 
     #[wasm_bindgen(js_name = respond, catch)]
     fn respond_js(
@@ -71,6 +81,37 @@ pub(super) async fn post_origin(
     Ok(Answer {
         status,
         retry_after: answer.get(1).as_string(),
+    })
+}
+
+/// What a Durable Object answered.
+pub(super) struct ObjectAnswer {
+    pub status: u16,
+    pub text: String,
+}
+
+/// Sends one request to the Durable Object named `name` in `namespace` (its binding).
+/// `body` is a JS string or bytes; `job` goes in the `stripe-edge-job` header when given.
+pub(super) async fn call_object(
+    namespace: &JsValue,
+    name: &str,
+    method: &str,
+    url: &str,
+    body: Option<&JsValue>,
+    job: Option<&str>,
+) -> worker::Result<ObjectAnswer> {
+    let promise = call_object_js(
+        namespace,
+        name,
+        method,
+        url,
+        body.unwrap_or(&JsValue::NULL),
+        job.unwrap_or(""),
+    );
+    let answer: Array = JsFuture::from(promise).await?.dyn_into()?;
+    Ok(ObjectAnswer {
+        status: answer.get(0).as_f64().map_or(0, |s| s as u16),
+        text: answer.get(1).as_string().unwrap_or_default(),
     })
 }
 
