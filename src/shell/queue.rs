@@ -177,12 +177,18 @@ async fn handle(env: &Env, config: &Config, message: &RawMessage, dead_letters: 
                 log(&job, outcome, &report.results, None);
                 return Verdict::Ack;
             }
-            // Back off by the most-failed pending destination, and never sooner than any
-            // destination's Retry-After.
+            // Back off by the most-failed destination still being retried (one given up
+            // earlier no longer counts), and never sooner than any Retry-After.
             let attempts = report
                 .settled
                 .as_ref()
-                .and_then(|s| s.failing.iter().map(|f| f.attempts).max())
+                .and_then(|s| {
+                    s.failing
+                        .iter()
+                        .filter(|f| !f.gave_up)
+                        .map(|f| f.attempts)
+                        .max()
+                })
                 .unwrap_or(1);
             let retry_after = retryable
                 .iter()
