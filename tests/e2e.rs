@@ -37,6 +37,7 @@ fn default_routes_reach_origin_and_kv_and_bad_deliveries_are_refused() {
     each_bad_delivery_has_its_own_code(&worker);
     a_failing_origin_gets_a_503_and_the_retry_succeeds(&worker, &origin);
     a_hanging_origin_times_out(&worker, &origin);
+    a_redirecting_origin_is_not_followed(&worker, &origin);
     repeats_and_concurrent_arrivals_reach_each_destination_once(&worker, &origin);
     health_and_logs_hold_no_secrets(&worker);
 }
@@ -376,6 +377,40 @@ fn a_hanging_origin_times_out(worker: &Worker, origin: &Origin) {
     let line =
         worker.wait_for_log_line(|line| line["event_id"] == id.as_str() && line["status"] == 503);
     assert_eq!(line["destinations"][1]["error"], "timeout", "{line}");
+}
+
+fn a_redirecting_origin_is_not_followed(worker: &Worker, origin: &Origin) {
+    let fixture = FIXTURES
+        .iter()
+        .find(|f| f.event_type == "charge.succeeded")
+        .expect("fixture");
+    for status in [302, 307] {
+        let id = new_event_id();
+        origin.answer(&id, status);
+        let now = now_seconds();
+        let body = fresh_event(fixture, &id, now);
+        let response = send_signed(&worker.webhook(), &secret(), now, &body).expect("sent");
+        assert_eq!(response.status, 503, "{}", response.body_text());
+        let line = worker
+            .wait_for_log_line(|line| line["event_id"] == id.as_str() && line["status"] == 503);
+        assert_eq!(
+            line["destinations"][1]["error"],
+            format!("http_{status}"),
+            "{line}"
+        );
+        let received = origin.received_for(&id);
+        assert_eq!(received.len(), 1, "the redirect was not followed");
+        assert_ne!(received[0].path, support::REDIRECT_PATH);
+        let agent = received[0].header("User-Agent").unwrap_or_default();
+        assert!(agent.starts_with("stripe-edge/"), "User-Agent {agent:?}");
+    }
+    assert!(
+        origin
+            .received()
+            .iter()
+            .all(|r| r.path != support::REDIRECT_PATH),
+        "nothing reached the redirect's target"
+    );
 }
 
 fn health_and_logs_hold_no_secrets(worker: &Worker) {

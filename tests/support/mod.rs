@@ -430,6 +430,9 @@ impl Received {
 
 /// An origin server on loopback. It records every request and answers 200, or the status
 /// set for an event id with [`Origin::answer`].
+/// Where the origin's 3xx answers point (on the origin itself).
+pub const REDIRECT_PATH: &str = "/moved";
+
 pub struct Origin {
     pub url: String,
     received: Arc<Mutex<Vec<Received>>>,
@@ -691,9 +694,15 @@ fn serve(
         faults.abandoned.fetch_add(1, Ordering::Relaxed);
         return;
     }
+    // A redirect points back at this origin, so a worker that followed it would be seen.
+    let location = if (300..400).contains(&status) {
+        format!("Location: {REDIRECT_PATH}\r\n")
+    } else {
+        String::new()
+    };
     let answered = write!(
         stream,
-        "HTTP/1.1 {status} Status\r\n{retry_after}Content-Length: 2\r\nConnection: close\r\n\r\nok"
+        "HTTP/1.1 {status} Status\r\n{retry_after}{location}Content-Length: 2\r\nConnection: close\r\n\r\nok"
     );
     if status == 200 && answered.is_ok() {
         *faults.accepted.lock().expect("lock").entry(id).or_default() += 1;
