@@ -55,7 +55,8 @@ const sh = (cmd, args) => {
   }
 };
 const nproc = sh("nproc", []);
-const commit = sh("git", ["rev-parse", "--short", "HEAD"]);
+// The commit the run measured (recorded by scripts/bench.sh), not the one checked out now.
+const commit = meta.commit ?? sh("git", ["rev-parse", "--short", "HEAD"]);
 const dirty = sh("git", ["status", "--porcelain", "--", "src", "Cargo.toml", "Cargo.lock"]);
 
 // Load results table.

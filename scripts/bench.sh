@@ -44,6 +44,7 @@ node bench/run.mjs "$OUT/payloads" "$OUT/load.json"
 cat > "$OUT/meta.json" <<JSON
 {
   "date": "$(date -u +%Y-%m-%dT%H:%M:%SZ)",
+  "commit": "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)",
   "seconds": $(( $(date +%s) - started )),
   "loadavg_start": "$loadavg_start",
   "wrangler_version": "$(wrangler --version 2>/dev/null | tail -1)",
