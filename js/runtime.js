@@ -13,6 +13,9 @@ function headerPairs(lines) {
   return pairs;
 }
 
+// Every function here returns a promise and never throws: an exception thrown into Wasm
+// would unwind through the Rust futures of every request in flight on the isolate.
+
 // POSTs `body` to `url`, never following a redirect, and gives up after `timeoutMs`.
 // Resolves to [status, Retry-After or null]; rejects with "timeout", "network" or
 // "bad_request" (headers or URL the runtime refuses). `body` is a view of Wasm memory,
@@ -30,7 +33,13 @@ export function postOrigin(url, headerLines, body, timeoutMs) {
   } catch {
     return Promise.reject("bad_request");
   }
-  return fetch(url, init).then(
+  let sent;
+  try {
+    sent = fetch(url, init);
+  } catch {
+    return Promise.reject("network");
+  }
+  return sent.then(
     (response) => {
       // Only the status and Retry-After matter; an unread body would hold the connection
       // open until garbage collection, against the runtime's limit on open connections.
@@ -53,9 +62,13 @@ export function respond(status, body, headerLines) {
 // Resolves to [status, body text]. Through the generated bindings the same call built a
 // Request field by field and read the answer chunk by chunk from its stream.
 export function callObject(namespace, name, method, url, body, job) {
-  const init = { method };
-  if (body !== null && body !== undefined) init.body = typeof body === "string" ? body : body.slice();
-  if (job !== "") init.headers = { "stripe-edge-job": job };
-  const stub = namespace.get(namespace.idFromName(name));
-  return stub.fetch(url, init).then((response) => response.text().then((text) => [response.status, text]));
+  try {
+    const init = { method };
+    if (body !== null && body !== undefined) init.body = typeof body === "string" ? body : body.slice();
+    if (job !== "") init.headers = { "stripe-edge-job": job };
+    const stub = namespace.get(namespace.idFromName(name));
+    return stub.fetch(url, init).then((response) => response.text().then((text) => [response.status, text]));
+  } catch (error) {
+    return Promise.reject(error);
+  }
 }

@@ -71,12 +71,15 @@ pub struct FailureReport {
 #[serde(tag = "claim", rename_all = "snake_case")]
 pub enum Claim {
     /// Deliver to `pending`; `already` were delivered by earlier attempts; `given_up`
-    /// wait for a replay.
+    /// wait for a replay; `held` hold the event back ("latest wins": a newer event for the
+    /// same object came first), so no queued copy or replay sends it there.
     Granted {
         pending: Vec<String>,
         already: Vec<String>,
         #[serde(default)]
         given_up: Vec<String>,
+        #[serde(default)]
+        held: Vec<String>,
     },
     /// Another attempt is delivering this event right now.
     Busy { retry_after_ms: u64 },
@@ -132,10 +135,13 @@ impl Record {
         }
         let mut already = Vec::new();
         let mut given_up = Vec::new();
+        let mut held = Vec::new();
         let mut pending = Vec::new();
         for destination in destinations {
             if self.delivered.contains(destination) {
                 already.push(destination.clone());
+            } else if self.held.contains(destination) {
+                held.push(destination.clone());
             } else if self.gave_up_on(destination) {
                 given_up.push(destination.clone());
             } else {
@@ -147,6 +153,7 @@ impl Record {
                 pending,
                 already,
                 given_up,
+                held,
             };
         }
         let held_by_other = self.lease_until_ms > now_ms && self.lease_holder != attempt;
@@ -161,6 +168,7 @@ impl Record {
             pending,
             already,
             given_up,
+            held,
         }
     }
 
@@ -286,7 +294,13 @@ impl Record {
                 delivered,
                 failed,
             } => serde_json::to_value(self.settle(attempt, delivered, failed, now_ms)),
-            LedgerRequest::Hold { destinations } => serde_json::to_value(self.hold(destinations)),
+            LedgerRequest::Hold { destinations } => {
+                // An event held back everywhere is still one the ledger has seen.
+                if self.first_seen_ms == 0 {
+                    self.first_seen_ms = now_ms;
+                }
+                serde_json::to_value(self.hold(destinations))
+            }
             LedgerRequest::Replay { destinations } => {
                 serde_json::to_value(self.replay(destinations.as_deref()))
             }
@@ -355,7 +369,8 @@ mod tests {
             Claim::Granted {
                 pending: all.clone(),
                 already: vec![],
-                given_up: vec![]
+                given_up: vec![],
+                held: vec![]
             }
         );
         record.settle("a", &all, &[], 1_500);
@@ -365,7 +380,8 @@ mod tests {
             Claim::Granted {
                 pending: vec![],
                 already: all,
-                given_up: vec![]
+                given_up: vec![],
+                held: vec![]
             }
         );
         assert_eq!(record.first_seen_ms, 1_000);
@@ -403,7 +419,8 @@ mod tests {
             Claim::Granted {
                 pending: labels(&["origin"]),
                 already: labels(&["kv"]),
-                given_up: vec![]
+                given_up: vec![],
+                held: vec![]
             }
         );
     }
@@ -446,7 +463,7 @@ mod tests {
         let answer = record.apply(&request, 5);
         assert_eq!(
             answer.to_string(),
-            r#"{"already":[],"claim":"granted","given_up":[],"pending":["kv"]}"#
+            r#"{"already":[],"claim":"granted","given_up":[],"held":[],"pending":["kv"]}"#
         );
         let settle: LedgerRequest =
             serde_json::from_str(r#"{"op":"settle","attempt":"a","delivered":["kv"]}"#)
@@ -507,6 +524,32 @@ mod tests {
     }
 
     #[test]
+    fn a_held_destination_is_not_claimed_by_a_queued_copy_or_a_replay() {
+        let mut record = Record::default();
+        let all = labels(&["kv", "origin"]);
+        record.hold(&labels(&["origin"]));
+        assert_eq!(
+            record.claim("queued", &all, 1_000),
+            Claim::Granted {
+                pending: labels(&["kv"]),
+                already: vec![],
+                given_up: vec![],
+                held: labels(&["origin"]),
+            }
+        );
+        record.settle("queued", &labels(&["kv"]), &[], 1_500);
+        assert_eq!(
+            record.claim("replay", &all, 2_000),
+            Claim::Granted {
+                pending: vec![],
+                already: labels(&["kv"]),
+                given_up: vec![],
+                held: labels(&["origin"]),
+            }
+        );
+    }
+
+    #[test]
     fn a_given_up_destination_waits_for_a_replay() {
         let (mut record, all) = kv_delivered_origin_failed("http_400", true);
         assert_eq!(
@@ -514,7 +557,8 @@ mod tests {
             Claim::Granted {
                 pending: vec![],
                 already: labels(&["kv"]),
-                given_up: labels(&["origin"])
+                given_up: labels(&["origin"]),
+                held: vec![]
             }
         );
         assert_eq!(record.lease_until_ms, 0, "nothing to do takes no lease");

@@ -138,6 +138,10 @@ pub struct DestinationResult {
     /// 429) or earlier retries ran out: it is kept, listed as failed and waits for a replay.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub gave_up: bool,
+    /// True when "latest wins" holds the event back from this destination: a newer event
+    /// for the same object came first. Nothing is sent and nothing waits.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub held: bool,
 }
 
 impl DestinationResult {
@@ -148,6 +152,7 @@ impl DestinationResult {
             error: result.err(),
             earlier: false,
             gave_up: false,
+            held: false,
         }
     }
 
@@ -156,6 +161,14 @@ impl DestinationResult {
         DestinationResult {
             gave_up,
             ..DestinationResult::new(destination, Err(reason.to_owned()))
+        }
+    }
+
+    /// A destination that holds the event back (the `held` field).
+    pub fn held(destination: &str) -> Self {
+        DestinationResult {
+            held: true,
+            ..DestinationResult::new(destination, Ok(()))
         }
     }
 

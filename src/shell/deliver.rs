@@ -103,12 +103,13 @@ pub(super) async fn attempt(
         attempt: attempt.clone(),
         destinations: job.destinations.clone(),
     };
-    let (pending, already, given_up) = match ledger.ask::<Claim>(&job.id, &claim).await {
+    let (pending, already, given_up, held) = match ledger.ask::<Claim>(&job.id, &claim).await {
         Ok(Claim::Granted {
             pending,
             already,
             given_up,
-        }) => (pending, already, given_up),
+            held,
+        }) => (pending, already, given_up, held),
         Ok(Claim::Busy { retry_after_ms }) => return Attempt::Busy(retry_after_ms),
         Err(_) => return Attempt::LedgerUnavailable,
     };
@@ -120,6 +121,7 @@ pub(super) async fn attempt(
                 .iter()
                 .map(|d| DestinationResult::failed(d, "given_up", true)),
         )
+        .chain(held.iter().map(|d| DestinationResult::held(d)))
         .collect();
     if pending.is_empty() {
         sort_by_job(&mut results, job);

@@ -137,9 +137,10 @@ async fn webhook(req: &web_sys::Request, env: &Env, config: &Config, started_ms:
     };
 
     // "Latest wins": ask the object's clock whether a newer event for it came first.
-    // FIXME: in queue mode this is decided on arrival, while the consumer's retries can still
-    // reorder deliveries to the origin; asking the clock again in the consumer, just before
-    // writing, would hold back an event overtaken while it waited in the queue.
+    // FIXME: this is decided on arrival, while the queue consumer's retries and /admin
+    // replays can still deliver an event overtaken while it waited (unflagged: its kept body
+    // says "stale": false). Carrying the object id and each destination's stale policy in
+    // the Job, and asking the clock again just before writing, would hold or flag it.
     let ledger = ledger::Ledger::from_env(env);
     let stale = match (&routed.stale_check, &ledger) {
         (Some(check), Some(ledger)) => {
