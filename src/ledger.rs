@@ -94,6 +94,19 @@ pub struct Settled {
     pub failing: Vec<Failing>,
 }
 
+impl Settled {
+    /// The failed attempts that set the next retry's backoff: those of the most-failed
+    /// destination still being retried (one given up no longer counts), at least 1.
+    pub fn retry_attempts(&self) -> u32 {
+        self.failing
+            .iter()
+            .filter(|f| !f.gave_up)
+            .map(|f| f.attempts)
+            .max()
+            .unwrap_or(1)
+    }
+}
+
 /// The answer to a replay: the kept event and the destinations to try again.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Replayable {
@@ -521,6 +534,42 @@ mod tests {
         let failed = [failure("origin", reason, give_up)];
         record.settle("a", &labels(&["kv"]), &failed, 1_100);
         (record, all)
+    }
+
+    #[test]
+    fn retries_back_off_by_the_destinations_still_retried() {
+        let mut record = Record::default();
+        let all = labels(&["kv", "origin"]);
+        let attempt = |record: &mut Record, failed: &[FailureReport], at: u64| {
+            record.claim("a", &all, at);
+            record.settle("a", &[], failed, at + 1)
+        };
+        for at in [1_000, 2_000, 3_000] {
+            attempt(&mut record, &[failure("origin", "http_503", false)], at);
+        }
+        let settled = attempt(
+            &mut record,
+            &[
+                failure("origin", "http_400", true),
+                failure("kv", "kv_write", false),
+            ],
+            4_000,
+        );
+        // origin failed four times but is given up; kv, failing once, sets the pace.
+        assert_eq!(settled.retry_attempts(), 1);
+        let settled = attempt(&mut record, &[failure("kv", "kv_write", false)], 5_000);
+        assert_eq!(settled.retry_attempts(), 2);
+        assert_eq!(Settled::default().retry_attempts(), 1);
+    }
+
+    #[test]
+    fn an_event_held_everywhere_is_still_seen() {
+        let mut record = Record::default();
+        let hold = LedgerRequest::Hold {
+            destinations: labels(&["kv", "origin"]),
+        };
+        record.apply(&hold, 7_000);
+        assert_eq!(record.first_seen_ms, 7_000);
     }
 
     #[test]

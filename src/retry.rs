@@ -134,14 +134,19 @@ mod tests {
         assert_eq!(failure.retry_after_seconds, Some(30));
     }
 
-    #[test]
-    fn backoff_doubles_up_to_the_cap_and_respects_retry_after() {
-        let config = Config::from_lookup(|name| match name {
-            "RETRY_BASE_SECONDS" => Some("10".into()),
-            "RETRY_MAX_SECONDS" => Some("100".into()),
+    /// A configuration with the given retry base and cap, in seconds.
+    fn retry_config(base: &str, max: &str) -> Config {
+        Config::from_lookup(|name| match name {
+            "RETRY_BASE_SECONDS" => Some(base.into()),
+            "RETRY_MAX_SECONDS" => Some(max.into()),
             _ => None,
         })
-        .expect("valid");
+        .expect("valid")
+    }
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap_and_respects_retry_after() {
+        let config = retry_config("10", "100");
         let waits: Vec<u32> = (1..=6)
             .map(|n| backoff_seconds(&config, n, None, 0))
             .collect();
@@ -157,12 +162,7 @@ mod tests {
 
     #[test]
     fn backoff_spreads_by_up_to_a_fifth_below_the_doubled_wait() {
-        let config = Config::from_lookup(|name| match name {
-            "RETRY_BASE_SECONDS" => Some("10".into()),
-            "RETRY_MAX_SECONDS" => Some("1000".into()),
-            _ => None,
-        })
-        .expect("valid");
+        let config = retry_config("10", "1000");
         // Fourth failure: 80 s doubled, spread over 65..=80 (a fifth, less a rounding).
         let waits: Vec<u32> = [0, 250, 500, 999, 5000]
             .iter()
@@ -173,9 +173,7 @@ mod tests {
         assert_eq!(backoff_seconds(&config, 20, None, 999), 801);
         assert_eq!(backoff_seconds(&config, 4, Some(79), 999), 79);
         // A one-second base cannot go lower.
-        let quick =
-            Config::from_lookup(|name| (name == "RETRY_BASE_SECONDS").then(|| "1".to_owned()))
-                .expect("valid");
+        let quick = retry_config("1", "21600");
         assert_eq!(backoff_seconds(&quick, 1, None, 999), 1);
     }
 }

@@ -10,7 +10,6 @@ use worker::{
     SqlStorage, State,
 };
 
-use super::ledger::read_json;
 use super::runtime;
 
 use crate::journal::{FailedEvent, JournalRequest, SeenEvent, RECENT_EVENTS_KEPT};
@@ -97,7 +96,7 @@ impl DurableObject for DeliveryJournal {
     }
 
     async fn fetch(&self, mut req: Request) -> worker::Result<Response> {
-        let Ok(request) = read_json::<JournalRequest>(&mut req).await else {
+        let Ok(request) = runtime::read_json::<JournalRequest>(&mut req).await else {
             return Response::error("not a journal request", 400);
         };
         let sql = self.state.storage().sql();

@@ -168,7 +168,8 @@ impl DurableObject for EventLedger {
                 self.keep(job, &body).await
             }
             (Method::Post, "/clock") => {
-                let Ok(LedgerRequest::Observe { event, created }) = read_json(&mut req).await
+                let Ok(LedgerRequest::Observe { event, created }) =
+                    runtime::read_json(&mut req).await
                 else {
                     return Response::error("not a clock request", 400);
                 };
@@ -180,7 +181,7 @@ impl DurableObject for EventLedger {
                 Response::from_json(&stale)
             }
             (Method::Post, "/") => {
-                let Ok(request) = read_json::<LedgerRequest>(&mut req).await else {
+                let Ok(request) = runtime::read_json::<LedgerRequest>(&mut req).await else {
                     return Response::error("not a ledger request", 400);
                 };
                 let mut record: Record = load(&storage, RECORD_KEY).await?;
@@ -253,10 +254,4 @@ async fn load<T: DeserializeOwned + Default>(
     Ok(stored
         .and_then(|text| serde_json::from_str(&text).ok())
         .unwrap_or_default())
-}
-
-/// A request's JSON body, read as text in one piece and parsed here: `Request::json` turns
-/// the runtime's parsed object into Rust field by field, one call across the boundary each.
-pub(super) async fn read_json<T: DeserializeOwned>(req: &mut Request) -> worker::Result<T> {
-    Ok(serde_json::from_str(&req.text().await?)?)
 }

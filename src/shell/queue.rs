@@ -177,19 +177,7 @@ async fn handle(env: &Env, config: &Config, message: &RawMessage, dead_letters: 
                 log(&job, outcome, &report.results, None);
                 return Verdict::Ack;
             }
-            // Back off by the most-failed destination still being retried (one given up
-            // earlier no longer counts), and never sooner than any Retry-After.
-            let attempts = report
-                .settled
-                .as_ref()
-                .and_then(|s| {
-                    s.failing
-                        .iter()
-                        .filter(|f| !f.gave_up)
-                        .map(|f| f.attempts)
-                        .max()
-                })
-                .unwrap_or(1);
+            let attempts = report.settled.as_ref().map_or(1, Settled::retry_attempts);
             let retry_after = retryable
                 .iter()
                 .filter_map(|(_, f)| f.retry_after_seconds)

@@ -4,6 +4,8 @@
 
 use std::fmt::Write as _;
 
+use serde::de::DeserializeOwned;
+
 use wasm_bindgen::prelude::wasm_bindgen;
 use wasm_bindgen::JsCast;
 use worker::js_sys::{Array, Promise};
@@ -140,4 +142,11 @@ fn header_lines<S: AsRef<str>>(headers: &[(S, S)]) -> Option<String> {
         let _ = write!(lines, "{name}\n{value}");
     }
     Some(lines)
+}
+
+/// A Durable Object's JSON request, read as text in one piece and parsed here:
+/// `Request::json` turns the runtime's parsed object into Rust field by field, one call
+/// across the boundary each.
+pub(super) async fn read_json<T: DeserializeOwned>(req: &mut worker::Request) -> worker::Result<T> {
+    Ok(serde_json::from_str(&req.text().await?)?)
 }
